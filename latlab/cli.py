@@ -1,0 +1,79 @@
+"""The ``latlab`` command line: a thin typer app over library calls.
+
+Each area registers its commands from ``latlab/commands/<area>.py`` (``register(app)``), so every command
+is parse args → one library call → print or save. ``LatlabError`` becomes one red line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+from latlab.errors import LatlabError
+
+app = typer.Typer(
+    name="latlab",
+    help="Latency-aware architecture search and benchmarking for lightweight CNN detectors.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+
+COMMAND_MODULES = (
+    "latlab.commands.models",
+    "latlab.commands.count",
+    "latlab.commands.profiling",
+    "latlab.commands.guidelines",
+    "latlab.commands.detection",
+    "latlab.commands.search",
+    "latlab.commands.lut",
+    "latlab.commands.report",
+    "latlab.commands.quickstart",
+)
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # area not built yet
+                continue
+            raise
+        module.register(app)
+
+
+_register_all()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning latlab errors into one line and a non-zero exit."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except LatlabError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", None)
+        if code is None:
+            code = getattr(exc, "code", 0)
+        return int(code or 0)
+    except typer.Abort:
+        err_console.print("aborted")
+        return 130
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
