@@ -134,29 +134,9 @@ class Concat(nn.Module):
         return torch.cat(x, self.d)
 
 
-class Upsample(nn.Upsample):
-    """``nn.Upsample`` under YOLOv5's YAML spelling. YAML: ``[size=None, scale_factor=2, mode='nearest']``."""
-
-
-register_external("nn.Upsample", Upsample, kind="same", family="yolo", aliases=("Upsample",))
-
-
-class MaxPool2d(nn.MaxPool2d):
-    """``nn.MaxPool2d``. YAML: ``[kernel_size, stride=None, padding=0]``."""
-
-
-register_external("nn.MaxPool2d", MaxPool2d, kind="same", family="torch", aliases=("MaxPool2d",))
-
-
-class BatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` over the input channels. YAML: ``[]``."""
-
-
-register_external("nn.BatchNorm2d", BatchNorm2d, kind="bn", family="torch", aliases=("BatchNorm2d",))
-
-
-class Identity(nn.Identity):
-    """Pass-through. YAML: ``[]``."""
-
-
-register_external("nn.Identity", Identity, kind="same", family="torch", aliases=("Identity",))
+# torch classes under YOLOv5's YAML spellings, registered as they are so counters (thop, fvcore) know them.
+# nn.Upsample YAML: [size=None, scale_factor=2, mode='nearest']; nn.MaxPool2d: [kernel_size, stride, padding].
+register_external("nn.Upsample", nn.Upsample, kind="same", family="torch", aliases=("Upsample",))
+register_external("nn.MaxPool2d", nn.MaxPool2d, kind="same", family="torch", aliases=("MaxPool2d",))
+register_external("nn.BatchNorm2d", nn.BatchNorm2d, kind="bn", family="torch", aliases=("BatchNorm2d",))
+register_external("nn.Identity", nn.Identity, kind="same", family="torch", aliases=("Identity",))
