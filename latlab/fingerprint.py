@@ -82,10 +82,27 @@ def hardware_key(fp: dict[str, Any]) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def warn_if_busy(fp: dict[str, Any] | None = None) -> bool:
-    """Warn when the 1-minute load average exceeds half the cores: timings taken now are unreliable."""
+def warn_if_busy(fp: dict[str, Any] | None = None, *, sample_s: float = 0.0) -> bool:
+    """Warn when the machine is busy: timings taken now are unreliable.
+
+    By default the test is the 1-minute load average > half the cores. The load average also counts the
+    caller's own recent work (a benchmark that just timed a model for a minute has load ≈ 1), so a timer
+    that is idle at the moment of the check passes ``sample_s`` > 0: the CPU use of the whole machine is then
+    sampled for that many seconds, and more than half the cores busy meanwhile is what counts.
+    """
     fp = fp or device_fingerprint()
     load, cores = fp.get("load_avg_1m"), fp.get("logical_cores") or 1
+    if sample_s > 0:
+        busy_cores = psutil.cpu_percent(interval=sample_s) / 100.0 * cores
+        if busy_cores > cores / 2:
+            warnings.warn(
+                f"machine is busy ({busy_cores:.1f} of {cores} cores in use by other work before timing, "
+                f"load average {load}): latency measurements will be noisy",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return True
+        return False
     if load is not None and load > cores / 2:
         warnings.warn(
             f"machine is busy (load average {load:.2f} > {cores}/2 cores): latency measurements will be noisy",

@@ -1,0 +1,105 @@
+"""``latlab profile``: end-to-end latency of a model, optionally per layer and per op category.
+
+Parse arguments → ``latlab.profiling.layerwise.profile_model`` → rich tables (or JSON) → a run folder with
+CSV tables and ``meta.json`` (default ``results/profile/<timestamp>/``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from latlab.profiling.layerwise import ProfileResult, profile_model
+from latlab.profiling.timer import DEFAULT_ESTIMATOR, ESTIMATORS
+from latlab.runs import RunWriter, new_run_dir
+
+console = Console()
+
+
+def _ms(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def _latency_table(r: ProfileResult) -> Table:
+    m = r.end_to_end
+    t = Table(title=f"{r.name} @ {r.imgsz}×{r.imgsz}: {m.backend} / {m.device}, {m.threads} thread(s)")
+    for col in (f"{m.estimator} ms", "95% CI", "median ms", "p90 ms", "IQR ms", "cv", "n"):
+        t.add_column(col, justify="right")
+    t.add_row(_ms(m.estimate_ms), f"{_ms(m.ci_low_ms)}-{_ms(m.ci_high_ms)}", _ms(m.median_ms), _ms(m.p90_ms),
+              _ms(m.iqr_ms), f"{m.cv:.2f}", str(m.n))
+    return t
+
+
+def _layers_table(r: ProfileResult) -> Table:
+    lt = r.layers
+    assert lt is not None
+    t = Table(title=f"per layer ({lt.estimator}, {lt.rounds} interleaved rounds)")
+    for col in ("layer", "type", "in_shapes", f"{lt.estimator} ms", "median ms", "share", "of e2e"):
+        t.add_column(col, justify="left" if col in ("type", "in_shapes") else "right")
+    for row in lt.table.to_dict(orient="records"):
+        t.add_row(str(row["layer"]), row["type"], row["in_shapes"], _ms(row["estimate_ms"]), _ms(row["median_ms"]),
+                  f"{row['share']:.1%}", f"{row['of_e2e']:.1%}")
+    return t
+
+
+def _ops_table(r: ProfileResult) -> Table:
+    ob = r.ops
+    assert ob is not None
+    t = Table(title=f"torch.profiler per op category (median over {ob.iters} inferences)")
+    for col in ("category", "Fig. 2 group", "ms", "share", "calls", "ops"):
+        t.add_column(col, justify="right" if col in ("ms", "share", "calls") else "left")
+    for row in ob.by_category.to_dict(orient="records"):
+        t.add_row(row["category"], row["group"], _ms(row["time_ms"]), f"{row['share']:.1%}",
+                  f"{row['calls']:g}", row["ops"])
+    return t
+
+
+def profile(
+    config: str = typer.Argument(..., help="Zoo name or path to a model YAML."),
+    imgsz: int = typer.Option(None, help="Square input size (default: the config's, else 640 / 224)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    backend: str = typer.Option("torch", help="torch or onnxruntime (needs `pip install latlab[onnx]`)."),
+    threads: int = typer.Option(1, help="Intra-op threads (torch.set_num_threads / ORT intra_op)."),
+    per_layer: bool = typer.Option(False, "--per-layer", help="Time every YAML layer on its real input."),
+    ops: bool = typer.Option(False, "--ops", help="torch.profiler breakdown by op category."),
+    estimator: str = typer.Option(DEFAULT_ESTIMATOR, help=f"One of {', '.join(ESTIMATORS)}."),
+    budget: float = typer.Option(10.0, help="Seconds of timing for the interleaved rounds."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="channels_last memory format."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    out: Path = typer.Option(None, help="Run folder to write (default results/profile/<timestamp>/)."),
+) -> None:
+    """Measure a model's latency (estimator, CI, spread) and optionally where the time goes."""
+    with warnings.catch_warnings():  # the busy-machine warning is printed below with the others
+        warnings.filterwarnings("ignore", message="machine is busy", category=RuntimeWarning)
+        result = profile_model(config, imgsz=imgsz, device=device, backend=backend, threads=threads,
+                               per_layer=per_layer, ops=ops, estimator=estimator, budget_s=budget,
+                               channels_last=channels_last, progress=not json_out)
+    run_dir = out if out is not None else new_run_dir("profile")
+    writer = RunWriter(Path(run_dir), "profile", threads=threads, device=device)
+    for name, df in result.tables().items():
+        writer.save_table(df, name)
+    writer.write_meta(**result.meta())
+    if json_out:
+        payload = {"meta": result.meta(), "run_dir": str(run_dir),
+                   **{name: df.to_dict(orient="records") for name, df in result.tables().items()}}
+        print(json.dumps(payload, indent=2, default=str))
+        return
+    console.print(_latency_table(result))
+    if result.layers is not None:
+        console.print(_layers_table(result))
+        console.print(result.layers.summary())
+    if result.ops is not None:
+        console.print(_ops_table(result))
+        console.print(result.ops.summary())
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+    console.print(f"saved to {run_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("profile")(profile)

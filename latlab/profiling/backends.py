@@ -1,0 +1,300 @@
+"""Inference runners: turn (model, example input) into a no-argument callable that runs one inference.
+
+A ``Runner`` hides how a backend executes and synchronises, so the timer and the interleaved comparison
+time every backend the same way:
+
+- ``TorchCPURunner``: PyTorch eager on CPU, ``eval()`` + ``torch.inference_mode``, optional channels_last.
+- ``CUDARunner``: PyTorch eager on a CUDA GPU, ``cudnn.benchmark`` on, each call timed with CUDA events.
+- ``ORTRunner``: ONNX Runtime (export with ``torch.onnx.export`` to a temporary file), sequential execution,
+  ``intra_op_num_threads = threads``, ``inter_op_num_threads = 1``.
+
+Thread counts are always set explicitly (``torch.set_num_threads`` inside ``runner.session()``, restored on
+exit; ORT's intra-op pool at session creation) and recorded, because a latency means nothing without them.
+The model handed in is never mutated: runners work on a deep copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import tempfile
+import time
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from latlab.errors import DeviceError
+
+BACKENDS = ("torch", "onnxruntime")
+DEVICES = ("cpu", "cuda")
+Clock = Callable[[], float]
+
+
+def call_with(fn: Callable[..., Any], example_input: Any) -> Any:
+    """Call ``fn`` on ``example_input``: a tuple is spread as positional args; a tensor or list is one arg.
+
+    A list stays one argument because multi-input YAML layers (Concat, Detect) take a list of tensors;
+    ``None`` means the callable takes no arguments.
+    """
+    if example_input is None:
+        return fn()
+    if isinstance(example_input, tuple):
+        return fn(*example_input)
+    return fn(example_input)
+
+
+def map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """Apply ``fn`` to every tensor of a (nested) tuple/list/dict structure."""
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, tuple):
+        return tuple(map_tensors(o, fn) for o in obj)
+    if isinstance(obj, list):
+        return [map_tensors(o, fn) for o in obj]
+    if isinstance(obj, dict):
+        return {k: map_tensors(v, fn) for k, v in obj.items()}
+    return obj
+
+
+def flatten_tensors(obj: Any) -> list[torch.Tensor]:
+    """The tensors of a nested structure in depth-first order (the order torch.onnx.export flattens in)."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        return [t for o in obj for t in flatten_tensors(o)]
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in flatten_tensors(v)]
+    return []
+
+
+def _to_channels_last(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+
+def _private_copy(model: nn.Module) -> nn.Module:
+    """A deep copy in eval mode, so timing never changes the caller's model (mode, device, layout)."""
+    try:
+        m = copy.deepcopy(model)
+    except Exception:
+        m = model
+    return m.eval()
+
+
+class Runner(ABC):
+    """One backend + device + thread count. ``prepare`` once, then call the returned function many times.
+
+    Call the prepared function (and ``time_call``) inside ``with runner.session():`` so the thread count
+    (and backend flags such as cudnn.benchmark) are in force; the session restores them on exit.
+    """
+
+    backend: str = "torch"
+    device: str = "cpu"
+
+    def __init__(self, threads: int = 1, channels_last: bool = False):
+        if threads < 1:
+            raise DeviceError(f"threads must be >= 1, got {threads}")
+        self.threads = int(threads)
+        self.channels_last = bool(channels_last)
+
+    @abstractmethod
+    def prepare(self, model: nn.Module | Callable[..., Any], example_input: Any) -> Callable[[], Any]:
+        """Return a no-argument callable that runs one inference of ``model`` on ``example_input``."""
+
+    def sync(self) -> None:
+        """Block until all queued work of this device is done (a no-op on CPU)."""
+        return None
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Runner]:
+        """Set the thread count for the duration of a measurement and restore the previous one after."""
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            yield self
+        finally:
+            torch.set_num_threads(previous)
+
+    def time_call(self, fn: Callable[[], Any], clock: Clock = time.perf_counter) -> float:
+        """Run ``fn`` once and return its duration in milliseconds."""
+        self.sync()
+        t0 = clock()
+        fn()
+        self.sync()
+        return (clock() - t0) * 1e3
+
+
+class TorchCPURunner(Runner):
+    """PyTorch eager mode on the CPU."""
+
+    backend = "torch"
+    device = "cpu"
+
+    def prepare(self, model: nn.Module | Callable[..., Any], example_input: Any) -> Callable[[], Any]:
+        x = example_input
+        if isinstance(model, nn.Module):
+            model = _private_copy(model)
+            if self.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+                x = map_tensors(x, _to_channels_last)
+        fn = model
+
+        def run() -> Any:
+            with torch.inference_mode():
+                return call_with(fn, x)
+
+        return run
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available() and torch.cuda.device_count() > 0
+
+
+def require_cuda() -> None:
+    """Raise a one-line DeviceError when no CUDA GPU can be used."""
+    if not cuda_available():
+        raise DeviceError("--device cuda asked but no CUDA GPU is available (torch.cuda.is_available() is False)")
+
+
+class CUDARunner(Runner):
+    """PyTorch eager mode on a CUDA GPU; each call is timed with CUDA events after a synchronize."""
+
+    backend = "torch"
+    device = "cuda"
+
+    def __init__(self, threads: int = 1, channels_last: bool = False):
+        require_cuda()
+        super().__init__(threads, channels_last)
+
+    def prepare(self, model: nn.Module | Callable[..., Any], example_input: Any) -> Callable[[], Any]:
+        x = map_tensors(example_input, lambda t: t.to("cuda", non_blocking=False))
+        if isinstance(model, nn.Module):
+            model = _private_copy(model).to("cuda")
+            if self.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+                x = map_tensors(x, _to_channels_last)
+        fn = model
+
+        def run() -> Any:
+            with torch.inference_mode():
+                return call_with(fn, x)
+
+        return run
+
+    def sync(self) -> None:
+        torch.cuda.synchronize()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Runner]:
+        previous = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = True
+        try:
+            with super().session():
+                yield self
+        finally:
+            torch.backends.cudnn.benchmark = previous
+
+    def time_call(self, fn: Callable[[], Any], clock: Clock = time.perf_counter) -> float:
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end))
+
+
+ORT_MISSING = "--backend onnxruntime needs the onnx extra (onnx and onnxruntime): pip install latlab[onnx]"
+
+
+def _import_ort() -> Any:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError as exc:
+        raise DeviceError(f"{ORT_MISSING} ({exc.name} is not installed)") from None
+    return onnxruntime
+
+
+def export_onnx(model: nn.Module, example_input: Any, path: Path | str, opset: int = 17) -> Path:
+    """Export ``model`` to ONNX. Uses the TorchScript exporter (``dynamo=False``), which needs no onnxscript
+    and is still shipped by torch 2.13; falls back to the dynamo exporter when the legacy one is gone."""
+    args = example_input if isinstance(example_input, tuple) else (example_input,)
+    path = Path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(model, args, str(path), dynamo=False, opset_version=opset,
+                              do_constant_folding=True)
+        except TypeError:
+            torch.onnx.export(model, args, str(path), opset_version=opset)
+    return path
+
+
+class ORTRunner(Runner):
+    """ONNX Runtime on the CPU (or CUDA when onnxruntime-gpu provides the CUDA execution provider)."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, threads: int = 1, channels_last: bool = False, device: str = "cpu"):
+        self._ort = _import_ort()
+        if device == "cuda":
+            require_cuda()
+            if "CUDAExecutionProvider" not in self._ort.get_available_providers():
+                raise DeviceError("--backend onnxruntime --device cuda needs onnxruntime-gpu "
+                                  "(CUDAExecutionProvider is not available)")
+        super().__init__(threads, channels_last)
+        self.device = device
+        self._tmp = tempfile.TemporaryDirectory(prefix="latlab-onnx-")
+        self.model_path: Path | None = None
+        self._exported = 0
+
+    def prepare(self, model: nn.Module | Callable[..., Any], example_input: Any) -> Callable[[], Any]:
+        if not isinstance(model, nn.Module):
+            raise DeviceError("--backend onnxruntime needs an nn.Module to export, got a plain callable")
+        model = _private_copy(model)
+        self._exported += 1
+        path = Path(self._tmp.name) / f"model{self._exported}.onnx"
+        self.model_path = export_onnx(model, example_input, path)
+        so = self._ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = self._ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ["CUDAExecutionProvider"] if self.device == "cuda" else ["CPUExecutionProvider"]
+        sess = self._ort.InferenceSession(str(self.model_path), sess_options=so, providers=providers)
+        names = [i.name for i in sess.get_inputs()]
+        arrays = [t.detach().cpu().numpy() for t in flatten_tensors(example_input)]
+        if len(names) != len(arrays):
+            raise DeviceError(f"ONNX export produced {len(names)} inputs but the example input has "
+                              f"{len(arrays)} tensors")
+        feeds = dict(zip(names, arrays, strict=True))
+        self.ort_session = sess
+
+        def run() -> Any:
+            return sess.run(None, feeds)
+
+        return run
+
+    def sync(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+
+def get_runner(backend: str = "torch", device: str = "cpu", *, threads: int = 1,
+               channels_last: bool = False) -> Runner:
+    """The runner for ``backend`` ("torch" | "onnxruntime") on ``device`` ("cpu" | "cuda")."""
+    if backend not in BACKENDS:
+        raise DeviceError(f"unknown backend '{backend}': expected one of {', '.join(BACKENDS)}")
+    if device not in DEVICES:
+        raise DeviceError(f"unknown device '{device}': expected one of {', '.join(DEVICES)}")
+    if backend == "onnxruntime":
+        return ORTRunner(threads, channels_last, device=device)
+    if device == "cuda":
+        return CUDARunner(threads, channels_last)
+    return TorchCPURunner(threads, channels_last)

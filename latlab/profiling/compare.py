@@ -1,0 +1,279 @@
+"""Interleaved timing of several models, and the A/B ratio with a bootstrap confidence interval.
+
+This is how every speed comparison in latlab is made (guideline tables, latency-table builds, search).
+Models are measured in rounds: each round calls every model ``calls_per_round`` times, in a freshly
+shuffled order, so slow drift of the machine (frequency, co-tenants, cache state) hits all models alike
+instead of whichever one happened to be measured during the slow minute. The estimate of each model is a
+low percentile of its per-call samples; ratios get a bootstrap CI by resampling whole rounds (paired, so a
+slow round counts against both models).
+
+Why p10 is the default (``DEFAULT_ESTIMATOR``), measured on this project's machine (2 vCPU AMD EPYC,
+torch 2.13.0 CPU, 1 thread) with ``benchmarks/stability.py --parts b --models 10``: 10 random small conv
+nets at 160 px (medians 1.5-11 ms), the whole set measured twice in one process, 40 interleaved rounds per
+pass; counted over 4 repeats (40 model pairs), the fraction whose estimate repeated within ±5 % / ±10 %:
+
+=========  ===========================  ===========================
+estimator  load ≈ 0.1-0.5 (4 repeats)   load ≈ 2.5-3.1 (4 repeats)
+=========  ===========================  ===========================
+median     73 % / 93 %                  30 % / 70 %
+mean       75 % / 95 %                  53 % / 73 %
+p20        93 % / 95 %                  50 % / 83 %
+p10        95 % / 95 %                  53 % / 78 %
+min        98 % / 98 %                  50 % / 83 %
+=========  ===========================  ===========================
+
+Other sessions shared the 2 cores during both sets (heavily in the second), so these are noise-exposed
+numbers, not a clean benchmark. In the quieter set all misses of p10 and min came from one repeat in
+which whole distributions moved between passes (one net by 35-42 % under every estimator, which no
+estimator can absorb; ``benchmarks/stability.py`` reports such spread). The low percentiles repeat far better
+than median and mean; p10 and min are tied within one model pair here, and in
+``shared/reference/measured-on-this-machine.md`` (20 ShuffleNetV2-style nets) p10 repeated better than
+min (85 % vs 75 % within ±5 %; median 45 % within ±10 %). p10 is the default because it is not decided by
+one lucky call and has a distribution-free confidence interval (min has none). Pick another with
+``estimator="median"|"p20"|"min"|"mean"``; median and spread are always reported beside the estimate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from latlab.errors import LatlabError
+from latlab.profiling.backends import Clock, get_runner
+from latlab.profiling.timer import (
+    CONFIDENCE,
+    DEFAULT_ESTIMATOR,
+    QUANTILES,
+    Measurement,
+    busy_notes,
+    check_estimator,
+    ci_met,
+)
+
+Model = nn.Module | Callable[..., Any]
+
+
+@dataclass
+class InterleavedRun:
+    """Raw result of an interleaved measurement: per-model samples shaped [rounds, calls_per_round]."""
+
+    names: list[str]
+    samples: dict[str, np.ndarray]
+    measurements: dict[str, Measurement]
+    estimator: str
+    rounds: int
+    calls_per_round: int
+    elapsed_s: float
+    warnings: list[str] = field(default_factory=list)
+
+    def table(self) -> pd.DataFrame:
+        """One row per model: ``model``, the shared measurement columns, estimator, estimate and CI,
+        ``rounds``, and ``rel_to_fastest`` (estimate / the smallest estimate)."""
+        rows = [{"model": name, **self.measurements[name].to_row(), "rounds": self.rounds}
+                for name in self.names]
+        df = pd.DataFrame(rows)
+        if len(df):
+            df["rel_to_fastest"] = df["estimate_ms"] / df["estimate_ms"].min()
+        return df
+
+
+def _inputs_for(names: list[str], inputs: Any) -> dict[str, Any]:
+    if isinstance(inputs, Mapping):
+        missing = [n for n in names if n not in inputs]
+        if missing:
+            raise LatlabError(f"inputs dict has no entry for model(s) {', '.join(missing)}")
+        return {n: inputs[n] for n in names}
+    return dict.fromkeys(names, inputs)
+
+
+def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: int | None = None,
+                    min_rounds: int = 40, calls_per_round: int = 1, budget_s: float | None = None,
+                    target_ci: float = 0.02, estimator: str = DEFAULT_ESTIMATOR, backend: str = "torch",
+                    device: str = "cpu", threads: int = 1, channels_last: bool = False,
+                    warmup_rounds: int = 3, seed: int = 0, progress: bool = True,
+                    confidence: float = CONFIDENCE, check_busy: bool = True,
+                    clock: Clock = time.perf_counter) -> InterleavedRun:
+    """Measure ``models`` interleaved and return the raw samples and a Measurement per model.
+
+    With ``rounds`` given, run exactly that many rounds (stopping early only if ``budget_s`` is given and
+    spent). Otherwise run at least ``min_rounds`` and continue until every model's CI is within
+    ``target_ci`` or ``budget_s`` (default 30 s) is spent. ``check_busy`` samples other processes' CPU
+    use first and warns when more than half the cores are busy; ``clock`` exists for tests.
+    """
+    check_estimator(estimator)
+    names = list(models)
+    if not names:
+        raise LatlabError("measure_many needs at least one model")
+    if calls_per_round < 1:
+        raise LatlabError(f"calls_per_round must be >= 1, got {calls_per_round}")
+    if rounds is None and budget_s is None:
+        budget_s = 30.0
+    runner = get_runner(backend, device, threads=threads, channels_last=channels_last)
+    ins = _inputs_for(names, inputs)
+    fns = {n: runner.prepare(models[n], ins[n]) for n in names}
+    notes = busy_notes(threads, device) if check_busy else []
+    rng = np.random.default_rng(seed)
+    per_round: dict[str, list[list[float]]] = {n: [] for n in names}
+
+    bar = _Progress(progress, rounds, budget_s)
+    with runner.session(), bar:
+        for _ in range(warmup_rounds):
+            for n in names:
+                runner.time_call(fns[n], clock)
+        start = clock()
+        r = 0
+        while True:
+            for i in rng.permutation(len(names)):
+                n = names[i]
+                per_round[n].append([runner.time_call(fns[n], clock) for _ in range(calls_per_round)])
+            r += 1
+            elapsed = clock() - start
+            bar.update(r, elapsed)
+            if rounds is not None and r >= rounds:
+                break
+            if budget_s is not None and elapsed >= budget_s:
+                if rounds is None and r < min_rounds:
+                    notes.append(f"budget {budget_s:g} s ended after {r} rounds (< {min_rounds} wanted)")
+                break
+            if rounds is None and r >= min_rounds and r % 5 == 0 and all(
+                    ci_met(np.ravel(per_round[n]), estimator, target_ci, confidence) for n in names):
+                break
+        elapsed = clock() - start
+
+    samples = {n: np.asarray(per_round[n], dtype=float) for n in names}
+    meas = {n: Measurement.from_samples(samples[n].ravel(), estimator=estimator, threads=threads,
+                                        backend=runner.backend, device=runner.device,
+                                        confidence=confidence, notes=notes)
+            for n in names}
+    return InterleavedRun(names, samples, meas, estimator, r, calls_per_round, elapsed, list(notes))
+
+
+def measure_many(models: Mapping[str, Model], inputs: Any = None, *, rounds: int | None = None,
+                 calls_per_round: int = 1, budget_s: float | None = None, estimator: str = DEFAULT_ESTIMATOR,
+                 backend: str = "torch", device: str = "cpu", threads: int = 1, progress: bool = True,
+                 **kwargs: Any) -> pd.DataFrame:
+    """Interleaved latency of several models → DataFrame, one row per model (see ``InterleavedRun.table``).
+
+    ``inputs`` is one example input for all models or a dict name → input. Extra keyword arguments go to
+    ``run_interleaved`` (``min_rounds``, ``target_ci``, ``channels_last``, ``seed``, ...).
+    """
+    run = run_interleaved(models, inputs, rounds=rounds, calls_per_round=calls_per_round, budget_s=budget_s,
+                          estimator=estimator, backend=backend, device=device, threads=threads,
+                          progress=progress, **kwargs)
+    return run.table()
+
+
+def _estimate_rows(boot: np.ndarray, estimator: str) -> np.ndarray:
+    """The estimator applied to each row of a 2-D array of samples."""
+    if estimator in QUANTILES:
+        return np.quantile(boot, QUANTILES[estimator], axis=1)
+    if estimator == "min":
+        return boot.min(axis=1)
+    return boot.mean(axis=1)
+
+
+def ratio_ci(samples_a: np.ndarray, samples_b: np.ndarray, estimator: str = DEFAULT_ESTIMATOR,
+             confidence: float = CONFIDENCE, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """(ratio, low, high): est(a) / est(b) and its percentile-bootstrap CI, resampling rounds in pairs.
+
+    ``samples_a`` and ``samples_b`` are [rounds, calls_per_round] arrays from the same interleaved run.
+    """
+    a, b = np.atleast_2d(samples_a), np.atleast_2d(samples_b)
+    if a.shape[0] != b.shape[0]:
+        raise LatlabError(f"ratio_ci needs samples from the same rounds: {a.shape[0]} vs {b.shape[0]} rounds")
+    ratio = float(_estimate_rows(a.reshape(1, -1), estimator)[0] / _estimate_rows(b.reshape(1, -1), estimator)[0])
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, a.shape[0], size=(n_boot, a.shape[0]))
+    ra = _estimate_rows(a[idx].reshape(n_boot, -1), estimator)
+    rb = _estimate_rows(b[idx].reshape(n_boot, -1), estimator)
+    vals = ra / rb
+    alpha = 1.0 - confidence
+    return ratio, float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))
+
+
+@dataclass
+class Comparison:
+    """A/B result: ``ratio`` = estimate(a) / estimate(b) with its bootstrap CI; < 1 means a is faster."""
+
+    name_a: str
+    name_b: str
+    a: Measurement
+    b: Measurement
+    estimator: str
+    ratio: float
+    ci_low: float
+    ci_high: float
+    rounds: int
+    confidence: float = CONFIDENCE
+
+    @property
+    def significant(self) -> bool:
+        """True when the CI excludes 1 (the two models really differ at this confidence)."""
+        return self.ci_high < 1.0 or self.ci_low > 1.0
+
+    def to_row(self) -> dict[str, Any]:
+        return {"model_a": self.name_a, "model_b": self.name_b, "estimator": self.estimator,
+                "a_ms": self.a.estimate_ms, "b_ms": self.b.estimate_ms, "ratio": self.ratio,
+                "ci_low": self.ci_low, "ci_high": self.ci_high, "rounds": self.rounds,
+                "threads": self.a.threads, "backend": self.a.backend, "device": self.a.device}
+
+    def summary(self) -> str:
+        faster, factor = (self.name_a, 1 / self.ratio) if self.ratio < 1 else (self.name_b, self.ratio)
+        verdict = f"{faster} is {factor:.2f}× faster" if self.significant else "no significant difference"
+        return (f"{self.name_a}/{self.name_b} = {self.ratio:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}] "
+                f"({self.estimator}, {self.confidence:.0%} CI over {self.rounds} rounds): {verdict}")
+
+
+def compare(model_a: Model, model_b: Model, inputs: Any = None, *, names: tuple[str, str] = ("a", "b"),
+            rounds: int | None = None, calls_per_round: int = 1, budget_s: float | None = None,
+            estimator: str = DEFAULT_ESTIMATOR, backend: str = "torch", device: str = "cpu", threads: int = 1,
+            n_boot: int = 2000, progress: bool = True, **kwargs: Any) -> Comparison:
+    """Interleaved A/B comparison: the ratio of estimates a/b with a bootstrap CI over rounds.
+
+    ``inputs`` is one input for both models or a dict keyed by ``names``.
+    """
+    if names[0] == names[1]:
+        raise LatlabError(f"compare needs two different names, got {names}")
+    run = run_interleaved({names[0]: model_a, names[1]: model_b}, inputs, rounds=rounds,
+                          calls_per_round=calls_per_round, budget_s=budget_s, estimator=estimator,
+                          backend=backend, device=device, threads=threads, progress=progress, **kwargs)
+    confidence = kwargs.get("confidence", CONFIDENCE)
+    ratio, lo, hi = ratio_ci(run.samples[names[0]], run.samples[names[1]], estimator, confidence, n_boot)
+    return Comparison(names[0], names[1], run.measurements[names[0]], run.measurements[names[1]], estimator,
+                      ratio, lo, hi, run.rounds, confidence)
+
+
+class _Progress:
+    """A transient rich progress bar on stderr (rounds when fixed, seconds of budget otherwise)."""
+
+    def __init__(self, enabled: bool, rounds: int | None, budget_s: float | None):
+        self.enabled = enabled
+        self.rounds, self.budget_s = rounds, budget_s
+        self._bar: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn
+
+            self._bar = Progress(TextColumn("timing"), BarColumn(), TextColumn("{task.description}"),
+                                 console=Console(stderr=True), transient=True)
+            total = self.rounds if self.rounds is not None else self.budget_s
+            self._task = self._bar.add_task("", total=total)
+            self._bar.__enter__()
+        return self
+
+    def update(self, r: int, elapsed: float) -> None:
+        if self._bar is not None:
+            done = r if self.rounds is not None else min(elapsed, self.budget_s or elapsed)
+            self._bar.update(self._task, completed=done, description=f"round {r}, {elapsed:.1f} s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
