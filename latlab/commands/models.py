@@ -66,7 +66,8 @@ def build(
     console.print(table)
     console.print(
         f"{config} summary: {len(summary.layers)} layers, {summary.params:,} parameters, "
-        f"{summary.madds / 1e9:.3f} G multiply-adds (conv+linear) at {imgsz}x{imgsz}, "
+        f"{summary.madds / 1e9:.3f} G multiply-adds, {summary.mac_bytes / 2**20:.1f} MiB memory access at "
+        f"{imgsz}x{imgsz}, "
         f"{summary.yolo_gflops:.1f} GFLOPs in YOLOv5's convention (2 x thop count, BN included)"
     )
 

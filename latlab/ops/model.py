@@ -71,3 +71,32 @@ class LatlabModel(nn.Module):
 
 def _sources(li: LayerInfo) -> list[int]:
     return li.from_ if isinstance(li.from_, list) else [li.from_]
+
+
+def max_stride(model: nn.Module) -> int:
+    """The model's largest stride (``model.stride``), 1 when it declares none."""
+    stride = getattr(model, "stride", None)
+    if isinstance(stride, torch.Tensor) and stride.numel():
+        return int(stride.max())
+    return 1
+
+
+def default_imgsz(model: nn.Module) -> int:
+    """The config's ``imgsz`` if it has one, else 640 for detectors and 224 for classifiers."""
+    cfg = getattr(model, "yaml", None) or {}
+    if cfg.get("imgsz"):
+        return int(cfg["imgsz"])
+    return 640 if getattr(model, "is_detector", False) else 224
+
+
+def check_imgsz(model: nn.Module, imgsz: int, source: str = "") -> None:
+    """Raise ``ConfigError`` unless ``imgsz`` is positive and, for detectors, a multiple of the max stride."""
+    from latlab.errors import ConfigError
+
+    prefix = f"{source}: " if source else ""
+    if not isinstance(imgsz, int) or imgsz < 1:
+        raise ConfigError(f"{prefix}imgsz must be a positive integer, got {imgsz!r}")
+    s = max_stride(model)
+    if getattr(model, "is_detector", False) and imgsz % s:
+        raise ConfigError(f"{prefix}imgsz {imgsz} is not a multiple of the model's max stride {s}; "
+                          f"try {max(s, round(imgsz / s) * s)}")

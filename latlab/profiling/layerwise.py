@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from latlab.errors import ConfigError, DeviceError
+from latlab.ops.model import check_imgsz, default_imgsz
 from latlab.profiling.backends import call_with, get_runner, map_tensors
 from latlab.profiling.categories import conv_category, is_conv_op, op_category
 from latlab.profiling.compare import run_interleaved
@@ -306,25 +307,6 @@ class ProfileResult:
             m["ops_profiled_ms"] = self.ops.profiled_ms
             m["ops_profiled_over_e2e"] = self.ops.ratio
         return m
-
-
-def default_imgsz(model: nn.Module) -> int:
-    """The config's ``imgsz`` if it has one, else 640 for detectors and 224 for classifiers."""
-    cfg = getattr(model, "yaml", None) or {}
-    if cfg.get("imgsz"):
-        return int(cfg["imgsz"])
-    return 640 if getattr(model, "is_detector", False) else 224
-
-
-def check_imgsz(model: nn.Module, imgsz: int, source: str) -> None:
-    """Detectors need an input size that is a multiple of their largest stride."""
-    if imgsz < 1:
-        raise ConfigError(f"{source}: imgsz must be positive, got {imgsz}")
-    if getattr(model, "is_detector", False):
-        stride = int(model.stride.max())
-        if imgsz % stride:
-            raise ConfigError(f"{source}: imgsz {imgsz} is not a multiple of the model's max stride {stride} "
-                              f"(try {max(stride, round(imgsz / stride) * stride)})")
 
 
 def profile_model(cfg: Any, *, imgsz: int | None = None, device: str = "cpu", backend: str = "torch",
