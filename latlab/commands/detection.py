@@ -1,0 +1,86 @@
+"""``latlab data make``, ``latlab train`` and ``latlab val``: the detection accuracy harness."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from latlab.detection.data import load_dataset, make_dataset
+from latlab.detection.evaluate import evaluate_checkpoint
+from latlab.detection.train import train as train_fn
+
+console = Console()
+data_app = typer.Typer(help="Detection datasets.", no_args_is_help=True)
+
+
+@data_app.command("make")
+def data_make(
+    imgsz: int = typer.Option(160, help="Image size of the built-in shapes dataset."),
+    n_train: int = typer.Option(2000, help="Training images."),
+    n_val: int = typer.Option(400, help="Validation images."),
+    seed: int = typer.Option(0, help="Generation seed."),
+    root: Path = typer.Option(None, help="Cache root (default results/data)."),
+    force: bool = typer.Option(False, help="Regenerate even if cached."),
+) -> None:
+    """Generate (or reuse) the built-in synthetic detection dataset and print its summary."""
+    folder = make_dataset(imgsz=imgsz, n_train=n_train, n_val=n_val, seed=seed, root=root, force=force)
+    summary = load_dataset(folder).summary()
+    console.print(f"[bold]{folder}[/]")
+    console.print(json.dumps(summary, indent=2), highlight=False)
+
+
+def _metrics_table(title: str, metrics: dict) -> Table:
+    table = Table(title=title)
+    for col in ("class", "targets", "AP50", "AP50-95"):
+        table.add_column(col, justify="right" if col != "class" else "left")
+    for row in metrics["per_class"].itertuples():
+        table.add_row(str(row.name), str(row.n_targets), f"{row.ap50:.4f}", f"{row.ap:.4f}")
+    table.add_row("all", str(metrics.get("n_targets", "")), f"{metrics['map50']:.4f}", f"{metrics['map']:.4f}",
+                  style="bold")
+    return table
+
+
+def train(
+    config: str = typer.Argument(..., help="Zoo name or model YAML path."),
+    data: str = typer.Option("builtin", help="'builtin', a YOLO data YAML or a VOC folder."),
+    epochs: int = typer.Option(None, help="Epochs to train (default 10 unless --minutes)."),
+    minutes: float = typer.Option(None, help="Train for this many minutes of wall time instead of epochs."),
+    imgsz: int = typer.Option(160, help="Square input size."),
+    batch: int = typer.Option(16, help="Batch size."),
+    resume: bool = typer.Option(False, help="Continue results/train/NAME from its last checkpoint."),
+    name: str = typer.Option(None, help="Run name (folder under results/train/)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    optimizer: str = typer.Option("AdamW", help="AdamW or SGD."),
+    threads: int = typer.Option(None, help="torch threads (default: torch's choice)."),
+) -> None:
+    """Train a detector and write metrics.csv, final.json and checkpoints to results/train/NAME/."""
+    result = train_fn(config, data=data, epochs=epochs, minutes=minutes, imgsz=imgsz, batch=batch, resume=resume,
+                      name=name, seed=seed, optimizer=optimizer, threads=threads)
+    console.print(_metrics_table(f"{config}: {result.epochs} epochs, {result.wall_s:.0f} s "
+                                 f"({result.images_per_s:.1f} img/s training)", result.metrics))
+    console.print(f"results in [bold]{result.run_dir}[/]")
+
+
+def val(
+    config: str = typer.Argument(..., help="Zoo name or model YAML path."),
+    weights: Path = typer.Option(..., help="Checkpoint written by latlab train (last.pt / best.pt)."),
+    data: str = typer.Option("builtin", help="'builtin', a YOLO data YAML or a VOC folder."),
+    imgsz: int = typer.Option(160, help="Square input size."),
+    batch: int = typer.Option(32, help="Batch size."),
+    conf_thres: float = typer.Option(0.001, help="Confidence threshold."),
+    iou_thres: float = typer.Option(0.6, help="NMS IoU threshold."),
+) -> None:
+    """Evaluate a checkpoint: mAP50, mAP50-95 and per-class AP (pycocotools)."""
+    metrics = evaluate_checkpoint(config, weights, data=data, imgsz=imgsz, batch=batch, conf_thres=conf_thres,
+                                  iou_thres=iou_thres)
+    console.print(_metrics_table(f"{config} @ {weights}", metrics))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")
+    app.command("train")(train)
+    app.command("val")(val)

@@ -1,0 +1,70 @@
+"""Training checkpoints: plain state dicts written atomically, read back with ``weights_only=True``.
+
+A checkpoint holds everything needed to continue a run as if it had never stopped: model and EMA weights,
+optimizer state, the scheduler position (epoch, iteration, elapsed time), the RNG states of torch, numpy
+and ``random`` (stored as tensors and plain Python values, which the safe unpickler accepts), the per-epoch
+history and the run's settings. ``save_checkpoint`` writes to a temporary file and renames it, so a
+process killed while saving leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from latlab.errors import DataError
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNG states of torch, numpy and ``random`` as weights-only-safe values."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "python": {"version": version, "internal": list(internal), "gauss": gauss}}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+
+
+def save_checkpoint(path: Path | str, state: dict[str, Any]) -> Path:
+    """Write ``state`` with ``torch.save`` atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: Path | str) -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read checkpoint ({exc})") from exc
+
+
+def weights_from(ckpt: dict[str, Any], prefer_ema: bool = True) -> dict[str, torch.Tensor]:
+    """The state dict to evaluate: the EMA weights when present, else the raw model's."""
+    if prefer_ema and ckpt.get("ema") is not None:
+        return ckpt["ema"]
+    if "model" in ckpt:
+        return ckpt["model"]
+    return ckpt  # a bare state dict
