@@ -1,0 +1,136 @@
+"""``latlab search run|show|export``: latency-aware architecture search over a YAML search space."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from latlab.runs import RESULTS_ROOT
+from latlab.search.export import export_study, trials_frame
+from latlab.search.study import (
+    DEFAULT_BASELINES,
+    SearchSettings,
+    TrialRecord,
+    load_search_study,
+    parse_latency_budget,
+    run_search,
+)
+
+console = Console()
+search_app = typer.Typer(help="Latency-constrained / Pareto architecture search (Optuna).", no_args_is_help=True)
+
+
+def _fmt(v: object, spec: str = ".4f") -> str:
+    if v is None or pd.isna(v):
+        return "-"
+    try:
+        return format(v, spec)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def run(
+    mode: str = typer.Option("constrained", help="constrained (max mAP under a latency budget) or pareto."),
+    latency_budget: str = typer.Option(None, "--latency-budget", help="Latency budget with a unit, e.g. 12ms."),
+    trials: int = typer.Option(None, "--trials", help="Search trials to finish (baselines not counted)."),
+    hours: float = typer.Option(None, "--hours", help="Stop starting trials after this many hours."),
+    space: Path = typer.Option(None, "--space", help="Search space YAML (default: the shipped space)."),
+    storage: str = typer.Option(None, "--storage", help="Journal file path or RDB URL (postgresql://...)."),
+    study: str = typer.Option(None, "--study", help="Study name (default: <mode>-<sampler>)."),
+    imgsz: int = typer.Option(160, "--imgsz", help="Input size for latency and training."),
+    minutes: float = typer.Option(None, "--minutes", help="Training budget per trial in minutes."),
+    epochs: int = typer.Option(None, "--epochs", help="Training budget per trial in epochs (default 3)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    latency: str = typer.Option("measured", "--latency", help="measured, or lut:FILE (latency table)."),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe, nsga2 or random."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue an existing study (error if absent)."),
+    threads: int = typer.Option(1, "--threads", help="Threads for latency measurement (recorded)."),
+    data: str = typer.Option("builtin", "--data", help="'builtin' or a YOLO data YAML / VOC folder."),
+    pruner: str = typer.Option("median", "--pruner", help="median, halving or none (constrained mode)."),
+    baselines: str = typer.Option(",".join(DEFAULT_BASELINES), "--baselines",
+                                  help="Comma-separated zoo detectors evaluated as baseline trials ('' for none)."),
+    batch: int = typer.Option(16, "--batch"),
+) -> None:
+    """Run, resume or join a search study; prints each trial and the best so far."""
+    settings = SearchSettings(
+        mode=mode, latency_budget_ms=parse_latency_budget(latency_budget), n_trials=trials, hours=hours,
+        space=space, storage=storage, study=study, imgsz=imgsz, minutes=minutes, epochs=epochs, device=device,
+        latency=latency, sampler=sampler, seed=seed, resume=resume, threads=threads, data=data, pruner=pruner,
+        baselines=tuple(b for b in (x.strip() for x in baselines.split(",")) if b), batch=batch)
+    best: dict[str, float] = {}
+
+    def on_start(info: dict) -> None:
+        verb = "created" if info["created"] else f"joined ({info['trials_before']} trials so far)"
+        console.print(f"study [bold]{escape(info['study'])}[/] {verb} in {escape(info['storage'])} "
+                      f"(target {info['target'] or 'time budget'}, device key {info['hardware_key']})")
+
+    def on_trial(r: TrialRecord) -> None:
+        tag = f"baseline {r.baseline}" if r.baseline else r.arch
+        ok = r.state == "COMPLETE" and not r.baseline and r.feasible and not math.isnan(r.map)
+        if ok and r.map > best.get("map", -1.0):
+            best.update(map=r.map, trial=r.number, latency=r.latency_ms)
+        so_far = (f"best mAP {best['map']:.4f} (trial {int(best['trial'])}, {best['latency']:.2f} ms)"
+                  if best else "no feasible trial yet")
+        note = f" [dim]{escape(r.note)}[/]" if r.note else ""
+        console.print(f"trial {r.number:>4} {r.state:<8} {_fmt(r.latency_ms, '.2f'):>7} ms  mAP {_fmt(r.map)}  "
+                      f"{escape(tag)}{note}  | {so_far}", highlight=False)
+
+    result = run_search(settings, on_trial=on_trial, on_start=on_start)
+    console.print(f"done: {result.n_run_here} trial(s) run here in {result.wall_s / 60:.1f} min; "
+                  f"{len(result.trials)} in the study")
+    if result.best:
+        b = result.best
+        console.print(f"best: trial {b['trial']} mAP {b['map']:.4f} mAP50 {b['map50']:.4f} at {b['latency_ms']:.2f} ms "
+                      f"({escape(str(b['arch']))})", highlight=False)
+    console.print(f"export with: latlab search export {result.study}"
+                  + (f" --storage {storage}" if storage else ""))
+
+
+def show(
+    study: str = typer.Argument(..., help="Study name."),
+    storage: str = typer.Option(None, "--storage", help="Journal file path or RDB URL."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON records instead of a table."),
+) -> None:
+    """List every trial: state, latency, mAP, feasibility, baseline flag; best (*) and Pareto (P) marked."""
+    st, info = load_search_study(study, storage, RESULTS_ROOT)
+    df = trials_frame(st)
+    if json_out:
+        print(df.to_json(orient="records", indent=2))
+        return
+    table = Table(title=f"search study {study} ({info.kind}: {info.location})")
+    for col in ("trial", "mark", "state", "latency ms", "mAP", "mAP50", "feasible", "params", "arch", "note"):
+        table.add_column(col, justify="right" if col in ("trial", "latency ms", "mAP", "mAP50", "params") else "left")
+    for r in df.to_dict(orient="records"):
+        mark = ("*" if r["best"] else "") + ("P" if r["pareto"] else "") + ("B" if r["baseline"] else "")
+        table.add_row(str(r["trial"]), mark, r["state"], _fmt(r["latency_ms"], ".2f"), _fmt(r["map"]),
+                      _fmt(r["map50"]), _fmt(r["feasible"], ""), _fmt(r["params"], ","), escape(str(r["arch"])),
+                      escape(str(r["note"] or "")))
+    console.print(table)
+    console.print("marks: * best feasible, P Pareto front (latency vs mAP), B baseline")
+
+
+def export(
+    study: str = typer.Argument(..., help="Study name."),
+    storage: str = typer.Option(None, "--storage", help="Journal file path or RDB URL."),
+    out: Path = typer.Option(None, "--out", help="Output folder (default results/search/<study>/export-<time>)."),
+) -> None:
+    """Write trials.csv, pareto.csv, one YAML per trial and meta.json into a run folder."""
+    st, info = load_search_study(study, storage, RESULTS_ROOT)
+    path = export_study(st, out, storage=info.location)
+    meta = json.loads((path / "meta.json").read_text())
+    console.print(f"exported {meta['n_trials']} trials ({len(meta['pareto_trials'])} on the Pareto front) to {path}")
+
+
+def register(app: typer.Typer) -> None:
+    search_app.command("run")(run)
+    search_app.command("show")(show)
+    search_app.command("export")(export)
+    app.add_typer(search_app, name="search")

@@ -1,0 +1,172 @@
+"""A search study as tables and files: the trials table, the Pareto front, one model YAML per trial.
+
+Columns of :func:`trials_frame` (one row per trial, in trial order):
+
+======================  ===================================================================================
+``trial``               Optuna trial number
+``state``               COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+``arch``                compact architecture string (``CBRM24/P3:mv3k5e4se-hsx2w48/...``) or
+                        ``baseline:<zoo name>``
+``arch_hash``           hash of the model YAML (duplicates share it)
+``yaml_path``           the trial's model YAML (filled by :func:`export_study`, else empty)
+``latency_ms``          latency estimate (``latency_estimator``, p10 by default) in ms
+``latency_ci_low_ms``   95 % CI of that estimate; ``latency_median_ms`` the median beside it
+``latency_source``      ``measured`` or ``lut:<file>``; ``threads`` the thread count used
+``params`` … ``mac_bytes``  counts of one ``1×3×imgsz×imgsz`` forward
+``map50``, ``map``      mAP50 and mAP50-95 of the trial's short training (NaN when not trained)
+``feasible``            latency within the budget (True when there is no budget)
+``baseline``            seed name for baseline trials, else empty
+``pareto``              on the (latency ↓, mAP ↑) front of feasible finished search trials
+``best``                the best feasible search trial (highest mAP, then lowest latency)
+``beaten_by``           for baselines: the best-mAP search trial that is at least as fast and at least
+                        as accurate (one strictly), else empty
+``cached_from``         trial whose results a duplicate architecture reused
+``retry_of``            trial an interrupted trial was retried from
+``note``                why a trial was not trained, pruned or failed
+``duration_s``          wall time of the trial
+``point``               the sampled point (JSON)
+======================  ===================================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from latlab.runs import RunWriter, new_run_dir
+
+TRIAL_COLUMNS = ["trial", "state", "arch", "arch_hash", "yaml_path", "latency_ms", "latency_ci_low_ms",
+                 "latency_ci_high_ms", "latency_median_ms", "latency_estimator", "latency_source", "threads",
+                 "params", "madds", "flops", "mac_bytes", "map50", "map", "feasible", "baseline", "pareto",
+                 "best", "beaten_by", "cached_from", "retry_of", "note", "duration_s", "point"]
+_NUM = ("latency_ms", "latency_ci_low_ms", "latency_ci_high_ms", "latency_median_ms", "map50", "map",
+        "duration_s")
+_INT = ("params", "madds", "flops", "mac_bytes", "threads")
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """Every trial of ``study`` with the columns documented in the module docstring."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        row: dict[str, Any] = {
+            "trial": t.number, "state": t.state.name, "arch": a.get("arch", ""), "arch_hash": a.get("arch_hash", ""),
+            "yaml_path": "", "latency_estimator": a.get("latency_estimator", ""),
+            "latency_source": a.get("latency_source", ""), "feasible": a.get("feasible"),
+            "baseline": a.get("baseline", ""), "cached_from": a.get("cached_from"), "retry_of": a.get("retry_of"),
+            "note": a.get("note", ""), "point": json.dumps(t.params, sort_keys=True) if t.params else "",
+        }
+        for k in _NUM:
+            row[k] = _num(a.get(k))
+        for k in _INT:
+            row[k] = a.get(k)
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=[c for c in TRIAL_COLUMNS if c not in ("pareto", "best", "beaten_by")])
+    for k in (*_INT, "cached_from", "retry_of"):
+        df[k] = pd.array(df[k], dtype="Int64")
+    df["feasible"] = df["feasible"].astype("boolean")
+    df["pareto"] = pareto_mask(df)
+    mode = study.user_attrs.get("latlab.mode", "pareto" if len(study.directions) > 1 else "constrained")
+    best = best_trial(df, mode)
+    df["best"] = df["trial"] == (best["trial"] if best else -1)
+    df["beaten_by"] = pd.array([beaten_by(df, r) for _, r in df.iterrows()], dtype="Int64")
+    return df[TRIAL_COLUMNS]
+
+
+def _candidates(df: pd.DataFrame) -> pd.DataFrame:
+    """Finished, trained, feasible search trials (baselines excluded)."""
+    ok = (df["state"] == "COMPLETE") & (df["baseline"] == "") & df["map"].notna() & df["latency_ms"].notna()
+    ok &= df["feasible"].fillna(True).astype(bool)
+    ok &= df["note"].fillna("").str.contains("not trained") == False  # noqa: E712 - pandas element-wise
+    return df[ok]
+
+
+def pareto_mask(df: pd.DataFrame) -> pd.Series:
+    """True for search trials on the (latency ↓, mAP ↑) front of :func:`_candidates`."""
+    cand = _candidates(df)
+    mask = pd.Series(False, index=df.index)
+    if cand.empty:
+        return mask
+    lat, acc = cand["latency_ms"].to_numpy(), cand["map"].to_numpy()
+    for i, idx in enumerate(cand.index):
+        dominated = np.any((lat <= lat[i]) & (acc >= acc[i]) & ((lat < lat[i]) | (acc > acc[i])))
+        mask[idx] = not dominated
+    return mask
+
+
+def best_trial(df: pd.DataFrame, mode: str = "constrained") -> dict[str, Any] | None:
+    """The feasible search trial with the highest mAP (ties: lowest latency), as a dict, or None."""
+    cand = _candidates(df)
+    if cand.empty:
+        return None
+    row = cand.sort_values(["map", "latency_ms"], ascending=[False, True]).iloc[0]
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+
+
+def beaten_by(df: pd.DataFrame, row: pd.Series) -> int | None:
+    """For a baseline row: the best-mAP search trial at ≤ its latency and ≥ its mAP (one strictly)."""
+    if not row["baseline"] or math.isnan(row["map"]) or math.isnan(row["latency_ms"]):
+        return None
+    cand = _candidates(df)
+    better = cand[(cand["latency_ms"] <= row["latency_ms"]) & (cand["map"] >= row["map"])
+                  & ((cand["latency_ms"] < row["latency_ms"]) | (cand["map"] > row["map"]))]
+    if better.empty:
+        return None
+    return int(better.sort_values(["map", "latency_ms"], ascending=[False, True]).iloc[0]["trial"])
+
+
+def export_study(study: optuna.Study, out_dir: Path | str | None = None, *, storage: str = "",
+                 root: Path | str | None = None) -> Path:
+    """Write ``trials.csv``, ``pareto.csv``, ``yamls/trial_NNNNN.yaml`` and ``meta.json`` into a run folder
+    (``results/search/<study>/export-<time>/`` by default) and return its path."""
+    from latlab.search.space import to_yaml
+
+    name = study.study_name
+    if out_dir is None:
+        out = new_run_dir(f"search/{name}", f"export-{time.strftime('%Y%m%d-%H%M%S')}", root)
+    else:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+    df = trials_frame(study)
+    ydir = out / "yamls"
+    ydir.mkdir(exist_ok=True)
+    for t in study.get_trials(deepcopy=False):
+        cfg = t.user_attrs.get("cfg")
+        if not cfg:
+            continue
+        path = ydir / f"trial_{t.number:05d}.yaml"
+        path.write_text(f"# latlab search study {name}, trial {t.number}: {t.user_attrs.get('arch', '')}\n"
+                        + to_yaml(cfg))
+        df.loc[df["trial"] == t.number, "yaml_path"] = str(path.relative_to(out))
+    attrs = study.user_attrs
+    writer = RunWriter(out, "search", threads=attrs.get("latlab.threads"), device=attrs.get("latlab.device", "cpu"))
+    writer.save_table(df, "trials")
+    pareto = df[df["pareto"]].sort_values("latency_ms")
+    writer.save_table(pareto, "pareto")
+    counts = df["state"].value_counts().to_dict()
+    best = best_trial(df, attrs.get("latlab.mode", "constrained"))
+    writer.write_meta(study=name, storage=storage, mode=attrs.get("latlab.mode"),
+                      study_fingerprint=attrs.get("latlab.fingerprint"),
+                      study_hardware_key=attrs.get("latlab.hardware_key"),
+                      latency_source=attrs.get("latlab.latency_source"), imgsz=attrs.get("latlab.imgsz"),
+                      latency_budget_ms=attrs.get("latlab.latency_budget_ms"),
+                      train_budget=attrs.get("latlab.train_budget"), space_name=attrs.get("latlab.space_name"),
+                      space_hash=attrs.get("latlab.space_hash"), estimator=attrs.get("latlab.estimator"),
+                      states=counts, n_trials=len(df), best_trial=best["trial"] if best else None,
+                      pareto_trials=[int(x) for x in pareto["trial"]],
+                      baselines=attrs.get("latlab.baselines"), tables=["trials.csv", "pareto.csv"])
+    return out

@@ -1,0 +1,242 @@
+"""What a search trial measures: latency (timed here or predicted from a table), counts, and mAP.
+
+- :class:`MeasuredLatency` times a built model with the profiling core's :class:`~latlab.profiling.timer.Timer`
+  (one input of ``1×3×imgsz×imgsz``, fixed thread count, low-percentile estimator with a 95 % CI, median
+  beside it). A :class:`TimingLock` (``fcntl`` on a host-wide file) makes sure two search workers on one
+  host never time at the same moment; training may overlap.
+- ``lut:FILE`` latency comes from a :class:`LatencyPredictor` (the latency-table work implements it as
+  ``latlab.lut.load_predictor(path)``); until that module exists, asking for it raises a clear error.
+- :func:`count_candidate` stores ``params``, ``madds``, ``flops`` and ``mac_bytes`` from the counter.
+- :class:`TrainedAccuracy` trains the candidate with the detection harness for a per-trial epoch or
+  minute budget and returns mAP50-95 and mAP50; an ``on_epoch_end`` hook lets the study prune.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from latlab.errors import SearchError
+
+DEFAULT_LOCK = Path(tempfile.gettempdir()) / "latlab-timing.lock"
+
+
+@dataclass
+class LatencyEstimate:
+    """A latency in ms with the statistic named: ``estimate_ms`` of ``estimator`` and its 95 % CI."""
+
+    estimate_ms: float
+    ci_low_ms: float
+    ci_high_ms: float
+    median_ms: float
+    estimator: str
+    source: str
+    threads: int
+    device: str
+    n: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def attrs(self) -> dict[str, Any]:
+        """Trial user attributes (the shared latency columns of the trials table)."""
+        return {"latency_ms": self.estimate_ms, "latency_ci_low_ms": self.ci_low_ms,
+                "latency_ci_high_ms": self.ci_high_ms, "latency_median_ms": self.median_ms,
+                "latency_estimator": self.estimator, "latency_source": self.source, "threads": self.threads,
+                "latency_device": self.device, "latency_n": self.n,
+                "latency_warnings": "; ".join(self.warnings)}
+
+
+@runtime_checkable
+class LatencyPredictor(Protocol):
+    """What the search needs from a latency table (``latlab.lut.predict.LatencyPredictor`` provides it):
+    ``predict(model_or_cfg)`` → latency in ms, ``identity()`` → what a study records about the table
+    (``sha256``, ``estimator``, ``threads``, ``device_key``, ...)."""
+
+    def predict(self, model: Any) -> float: ...
+
+    def identity(self) -> dict[str, Any]: ...
+
+
+def load_lut_predictor(path: str | Path, *, imgsz: int, threads: int | None = None) -> LatencyPredictor:
+    """Open a latency table as a predictor (``latlab.lut.predict.LatencyPredictor``), checked for ``imgsz``."""
+    p = Path(path)
+    if not p.exists():
+        raise SearchError(f"--latency lut:{path}: latency table file not found")
+    try:
+        from latlab.lut.predict import LatencyPredictor as TablePredictor
+    except ImportError:
+        raise SearchError(f"--latency lut:{path}: this latlab has no latency-table predictor "
+                          "(latlab.lut.predict); use --latency measured") from None
+    predictor = TablePredictor(p, threads=threads, imgsz=imgsz)
+    if not isinstance(predictor, LatencyPredictor):
+        raise SearchError(f"--latency lut:{path}: {type(predictor).__name__} lacks predict() and identity()")
+    return predictor
+
+
+class TimingLock:
+    """Host-wide exclusive lock (``fcntl.flock``) held while a worker times a model.
+
+    The path defaults to ``$LATLAB_TIMING_LOCK`` or ``<tmp>/latlab-timing.lock``; every worker on a host
+    must use the same file.
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path or os.environ.get("LATLAB_TIMING_LOCK") or DEFAULT_LOCK)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+class MeasuredLatency:
+    """Times models on this host with the profiling core (see the module docstring)."""
+
+    def __init__(self, imgsz: int, *, device: str = "cpu", threads: int = 1, estimator: str = "p10",
+                 target_ci: float = 0.03, min_time_s: float = 0.5, max_time_s: float = 5.0,
+                 lock: TimingLock | None = None):
+        self.imgsz, self.device, self.threads = imgsz, device, threads
+        self.estimator, self.target_ci = estimator, target_ci
+        self.min_time_s, self.max_time_s = min_time_s, max_time_s
+        self.lock = lock or TimingLock()
+        self.source = "measured"
+
+    def __call__(self, model: nn.Module, cfg: dict[str, Any] | None = None) -> LatencyEstimate:
+        from latlab.profiling.timer import Timer
+
+        x = torch.zeros(1, 3, self.imgsz, self.imgsz)
+        with self.lock.hold(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            timer = Timer(model, x, device=self.device, threads=self.threads)
+            m = timer.measure(self.target_ci, min_time_s=self.min_time_s, max_time_s=self.max_time_s,
+                              estimator=self.estimator)
+        notes = list(dict.fromkeys([*m.warnings, *(str(w.message) for w in caught)]))
+        return LatencyEstimate(m.estimate_ms, m.ci_low_ms, m.ci_high_ms, m.median_ms, m.estimator, self.source,
+                               m.threads, m.device, m.n, notes)
+
+
+class PredictedLatency:
+    """Latency from a :class:`LatencyPredictor` (``--latency lut:FILE``): the table's calibrated estimate,
+    with no confidence interval of its own (CI columns repeat the estimate)."""
+
+    def __init__(self, predictor: LatencyPredictor, source: str, device: str = "cpu"):
+        self.predictor, self.source, self.device = predictor, source, device
+        ident = predictor.identity()
+        self.estimator = str(ident.get("estimator") or "table")
+        self.threads = int(ident.get("threads") or 0)
+
+    def __call__(self, model: nn.Module, cfg: dict[str, Any] | None = None) -> LatencyEstimate:
+        ms = float(self.predictor.predict(model))
+        return LatencyEstimate(ms, ms, ms, ms, self.estimator, self.source, self.threads, self.device)
+
+
+LatencyFn = Callable[[nn.Module, dict[str, Any] | None], LatencyEstimate]
+
+
+def parse_latency_source(text: str) -> tuple[str, Path | None]:
+    """``"measured"`` → ("measured", None); ``"lut:FILE"`` → ("lut", FILE)."""
+    if text == "measured":
+        return "measured", None
+    if text.startswith("lut:") and len(text) > 4:
+        return "lut", Path(text[4:])
+    raise SearchError(f"--latency {text!r}: expected 'measured' or 'lut:FILE'")
+
+
+def count_candidate(model: nn.Module, imgsz: int) -> dict[str, int]:
+    """``params``, ``madds``, ``flops``, ``mac_bytes`` of one ``1×3×imgsz×imgsz`` forward (meta tensors)."""
+    from latlab.profiling.counter import count_model
+
+    totals = count_model(model, imgsz=imgsz).totals
+    return {k: int(totals[k]) for k in ("params", "madds", "flops", "mac_bytes")}
+
+
+@dataclass
+class AccuracyResult:
+    """mAP of one short training; ``pruned`` when the epoch hook stopped it."""
+
+    map50: float
+    map: float
+    epochs: int
+    train_s: float
+    stopped_by: str
+    pruned: bool = False
+
+
+EpochHook = Callable[[int, dict[str, Any]], bool]
+
+
+class TrainedAccuracy:
+    """Short training on the built-in dataset (or a user's data) with an epoch or minute budget.
+
+    The dataset is loaded once and reused for every trial. ``keep_weights=False`` deletes the trial's
+    checkpoints after training (metrics.csv, final.json and meta.json stay).
+    """
+
+    def __init__(self, *, data: str | Path = "builtin", imgsz: int = 160, epochs: int | None = None,
+                 minutes: float | None = None, batch: int = 16, seed: int = 0,
+                 data_kwargs: dict[str, Any] | None = None, keep_weights: bool = False,
+                 val_max_images: int | None = None):
+        if epochs is None and minutes is None:
+            epochs = 3
+        if epochs is not None and minutes is not None:
+            raise SearchError("give a per-trial training budget in epochs or minutes, not both")
+        if (epochs is not None and epochs < 1) or (minutes is not None and minutes <= 0):
+            raise SearchError(f"per-trial training budget must be positive (epochs={epochs}, minutes={minutes})")
+        self.data, self.imgsz, self.epochs, self.minutes = data, imgsz, epochs, minutes
+        self.batch, self.seed, self.keep_weights = batch, seed, keep_weights
+        self.data_kwargs = dict(data_kwargs or {})
+        self.val_max_images = val_max_images
+        self._dataset: Any = None
+
+    @property
+    def dataset(self) -> Any:
+        if self._dataset is None:
+            from latlab.detection.data import load_dataset
+
+            kwargs = dict(self.data_kwargs)
+            if str(self.data) == "builtin":
+                kwargs.setdefault("imgsz", self.imgsz)
+            self._dataset = load_dataset(self.data, **kwargs)
+        return self._dataset
+
+    @property
+    def nc(self) -> int:
+        return int(self.dataset.nc)
+
+    def budget(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "minutes": self.minutes, "batch": self.batch, "imgsz": self.imgsz,
+                "data": str(self.data), "seed": self.seed}
+
+    def __call__(self, cfg: dict[str, Any], out_dir: Path, on_epoch_end: EpochHook | None = None
+                 ) -> AccuracyResult:
+        from latlab.detection.train import train
+
+        res = train(cfg, data=self.dataset, epochs=self.epochs, minutes=self.minutes, imgsz=self.imgsz,
+                    batch=self.batch, out_dir=out_dir, seed=self.seed, on_epoch_end=on_epoch_end,
+                    progress=False, val_max_images=self.val_max_images)
+        if not self.keep_weights:
+            for name in ("last.pt", "best.pt"):
+                with contextlib.suppress(OSError):
+                    (Path(out_dir) / name).unlink()
+        return AccuracyResult(float(res.map50), float(res.map), int(res.epochs), float(res.train_s),
+                              res.stopped_by, pruned=res.stopped_by == "callback")
+
+
+def remove_dir(path: Path) -> None:
+    """Delete a trial folder left by an interrupted run before retrying it."""
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,416 @@
+"""Search space: a YAML file of choices → sampled points → ordinary model YAML dicts.
+
+A space (see ``latlab/configs/search/default_space.yaml``) lists, for a YOLOv5-style detector, the stem
+types and widths, per backbone stage (P3, P4, P5) the block family, depth, width, kernel, expansion, SE and
+activation, whether SPPF closes the backbone, and the neck width and C3 depth. A *point* is a flat dict of
+one value per choice (``"P3.block": "mobilenetv3"``); :meth:`SearchSpace.decode` turns it into a
+:class:`Candidate`: the model YAML dict (which ``build_model`` and ``latlab build`` rebuild), a compact
+architecture string and a hash of the architecture.
+
+Every choice is sampled for every point (a flat space), even options the chosen block ignores: NSGA-II
+crosses over only parameters that all trials share, and a flat space keeps them all shared. The architecture
+hash covers only the emitted model YAML, so points that differ in ignored options share one cached result.
+
+Invalid spaces are rejected when loaded, before anything is built or timed: unknown blocks, stems or
+activations, widths that are not multiples of ``channel_divisor``, odd widths for ShuffleNetV2 (two
+branches of c/2), widths not divisible by 4 for Ghost bottlenecks (a GhostConv of half the width),
+even kernels, and stems whose stride cannot bring P3/P4/P5 to strides 8/16/32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping
+from copy import deepcopy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from latlab.errors import ConfigError, SearchError
+from latlab.ops.activations import ACTIVATION_NAMES
+
+DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "configs" / "search" / "default_space.yaml"
+
+# Output stride of each stem (a stride-2 stem gets a 3x3 s2 Conv after it so P2 sits at stride 4).
+STEM_STRIDE = {"Conv": 2, "CBRM": 4, "StemBlock": 4, "conv_bn_hswish": 2}
+# Block family → YAML module name(s) it emits (the first row of a stage strides by 2).
+BLOCKS = {
+    "shufflenetv2": "Shuffle_Block",
+    "ghost": "GhostBottleneck",
+    "mobilenetv2": "MV2Block",
+    "mobilenetv3": "MobileNet_Block",
+    "pplcnet": "DepSepConv",
+    "c3": "C3",
+}
+# Which per-stage options each block family uses (the rest are ignored).
+BLOCK_OPTIONS = {
+    "shufflenetv2": (),
+    "ghost": ("kernel",),
+    "mobilenetv2": ("kernel", "expansion", "act"),
+    "mobilenetv3": ("kernel", "expansion", "se", "act"),
+    "pplcnet": ("kernel", "se", "act"),
+    "c3": (),
+}
+SHORT = {"shufflenetv2": "shuffle", "ghost": "ghost", "mobilenetv2": "mv2", "mobilenetv3": "mv3",
+         "pplcnet": "lc", "c3": "c3"}
+ACT_SHORT = {"relu": "re", "hardswish": "hs", "silu": "si"}
+STAGE_NAMES = ("P3", "P4", "P5")
+STAGE_KEYS = ("block", "depth", "width", "kernel", "expansion", "se", "act")
+TOP_KEYS = {"name", "nc", "channel_divisor", "anchors", "stem", "stages", "sppf", "neck", "description"}
+DEFAULT_ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
+
+Chooser = Callable[[str, list[Any]], Any]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One decoded point: ``cfg`` is a model YAML dict, ``arch`` a compact string, ``arch_hash`` its hash."""
+
+    point: dict[str, Any]
+    cfg: dict[str, Any]
+    arch: str
+    arch_hash: str
+    strides: tuple[int, ...] = (8, 16, 32)
+
+
+@dataclass
+class SearchSpace:
+    """A loaded, validated search space. ``choices`` maps each flat parameter name to its list of values."""
+
+    name: str
+    nc: int
+    channel_divisor: int
+    anchors: list[list[int]]
+    choices: dict[str, list[Any]]
+    source: str = "<dict>"
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def space_hash(self) -> str:
+        """Hash of the choices (a study refuses to continue with a different space)."""
+        blob = json.dumps({"choices": self.choices, "nc": self.nc, "div": self.channel_divisor,
+                           "anchors": self.anchors}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    @property
+    def size(self) -> int:
+        """Number of distinct points (ignored options included)."""
+        return math.prod(len(v) for v in self.choices.values())
+
+    def sample(self, choose: Chooser) -> Candidate:
+        """Draw one value per parameter with ``choose(name, choices)`` (an Optuna trial's
+        ``suggest_categorical`` or a random generator) and decode the point."""
+        point = {name: choose(name, list(values)) for name, values in self.choices.items()}
+        return self.decode(point)
+
+    def random_point(self, rng: Any) -> dict[str, Any]:
+        """A uniformly random point from a ``numpy.random.Generator``."""
+        return {name: values[int(rng.integers(len(values)))] for name, values in self.choices.items()}
+
+    def check_point(self, point: Mapping[str, Any]) -> None:
+        """Raise ``SearchError`` naming the parameter when ``point`` is not a point of this space."""
+        missing = [k for k in self.choices if k not in point]
+        if missing:
+            raise SearchError(f"{self.source}: point lacks parameter(s) {', '.join(missing)}")
+        extra = [k for k in point if k not in self.choices]
+        if extra:
+            raise SearchError(f"{self.source}: point has unknown parameter(s) {', '.join(extra)}")
+        for k, values in self.choices.items():
+            if point[k] not in values:
+                raise SearchError(f"{self.source}: parameter '{k}' = {point[k]!r} is not one of {values}")
+
+    def decode(self, point: Mapping[str, Any]) -> Candidate:
+        """The model YAML dict, architecture string and hash of ``point`` (checked against the space)."""
+        self.check_point(point)
+        return _decode(self, dict(point))
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def load_space(space: str | Path | Mapping[str, Any] | None = None) -> SearchSpace:
+    """Load and validate a space from a YAML path, a dict, or the shipped default (``None``)."""
+    if space is None:
+        space = DEFAULT_SPACE
+    if isinstance(space, Mapping):
+        raw, source = deepcopy(dict(space)), "<dict>"
+    else:
+        path = Path(space)
+        if not path.is_file():
+            raise ConfigError(f"{path}: search space file not found")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        source = str(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a search space must be a mapping with 'stem', 'stages' and 'neck'")
+    return _validate(raw, source)
+
+
+def _list(value: Any, where: str, source: str) -> list[Any]:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ConfigError(f"{source}: '{where}' is an empty list; give at least one choice")
+    if len(set(map(repr, values))) != len(values):
+        raise ConfigError(f"{source}: '{where}' lists a value twice: {values}")
+    return values
+
+
+def _ints(value: Any, where: str, source: str, low: int = 1) -> list[int]:
+    values = _list(value, where, source)
+    for v in values:
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ConfigError(f"{source}: '{where}' must be integers >= {low}, got {v!r}")
+    return values
+
+
+def _validate(raw: dict[str, Any], source: str) -> SearchSpace:
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)}; expected {sorted(TOP_KEYS)}")
+    for key in ("stem", "stages", "neck"):
+        if key not in raw:
+            raise ConfigError(f"{source}: missing top-level key '{key}'")
+    nc = raw.get("nc", 10)
+    div = raw.get("channel_divisor", 8)
+    for key, v in (("nc", nc), ("channel_divisor", div)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ConfigError(f"{source}: '{key}' must be an integer >= 1, got {v!r}")
+    anchors = raw.get("anchors", DEFAULT_ANCHORS)
+    if not (isinstance(anchors, list) and len(anchors) == 3 and all(isinstance(a, list) and len(a) % 2 == 0
+                                                                     and a for a in anchors)):
+        raise ConfigError(f"{source}: 'anchors' must be three lists of pixel pairs (P3, P4, P5)")
+    choices: dict[str, list[Any]] = {}
+
+    stem = raw["stem"]
+    if not isinstance(stem, dict) or set(stem) - {"type", "width"} or "type" not in stem or "width" not in stem:
+        raise ConfigError(f"{source}: 'stem' must be a mapping with 'type' and 'width' lists")
+    types = _list(stem["type"], "stem.type", source)
+    for t in types:
+        if t not in STEM_STRIDE:
+            raise ConfigError(f"{source}: stem.type {t!r} is not a known stem; expected one of "
+                              f"{sorted(STEM_STRIDE)} (stride 2 or 4, so P3/P4/P5 land on strides 8/16/32)")
+    choices["stem.type"] = types
+    choices["stem.width"] = _check_widths(_ints(stem["width"], "stem.width", source), "stem.width", div, source)
+
+    stages = raw["stages"]
+    if not isinstance(stages, list) or len(stages) != 3:
+        raise ConfigError(f"{source}: 'stages' must list exactly three stages (P3, P4, P5: strides 8, 16, 32), "
+                          f"got {len(stages) if isinstance(stages, list) else type(stages).__name__}")
+    for i, st in enumerate(stages):
+        where = f"stages[{i}]"
+        if not isinstance(st, dict):
+            raise ConfigError(f"{source}: {where} must be a mapping")
+        name = st.get("name", STAGE_NAMES[i])
+        if name != STAGE_NAMES[i]:
+            raise ConfigError(f"{source}: {where}.name must be {STAGE_NAMES[i]!r} (stages are P3, P4, P5 in order)")
+        bad = set(st) - {"name", *STAGE_KEYS}
+        if bad:
+            raise ConfigError(f"{source}: {where} has unknown key(s) {sorted(bad)}; expected {list(STAGE_KEYS)}")
+        for key in ("block", "depth", "width"):
+            if key not in st:
+                raise ConfigError(f"{source}: {where} ({name}) is missing '{key}'")
+        blocks = _list(st["block"], f"{name}.block", source)
+        for b in blocks:
+            if b not in BLOCKS:
+                raise ConfigError(f"{source}: {name}.block {b!r} is not a known block family; expected one of "
+                                  f"{sorted(BLOCKS)}")
+        widths = _check_widths(_ints(st["width"], f"{name}.width", source), f"{name}.width", div, source)
+        for b in blocks:
+            for w in widths:
+                reason = block_width_problem(b, w)
+                if reason:
+                    raise ConfigError(f"{source}: {name}: block {b!r} with width {w}: {reason}")
+        choices[f"{name}.block"] = blocks
+        choices[f"{name}.depth"] = _ints(st["depth"], f"{name}.depth", source)
+        choices[f"{name}.width"] = widths
+        kernels = _ints(st.get("kernel", [3]), f"{name}.kernel", source)
+        for k in kernels:
+            if k % 2 == 0:
+                raise ConfigError(f"{source}: {name}.kernel {k} is even; depthwise kernels must be odd (3, 5, 7)")
+        choices[f"{name}.kernel"] = kernels
+        exps = _list(st.get("expansion", [4]), f"{name}.expansion", source)
+        for e in exps:
+            if not isinstance(e, int | float) or isinstance(e, bool) or e < 1:
+                raise ConfigError(f"{source}: {name}.expansion must be numbers >= 1, got {e!r}")
+        choices[f"{name}.expansion"] = exps
+        ses = _list(st.get("se", [False]), f"{name}.se", source)
+        if any(not isinstance(s, bool) for s in ses):
+            raise ConfigError(f"{source}: {name}.se must be true/false values, got {ses}")
+        choices[f"{name}.se"] = ses
+        acts = _list(st.get("act", ["relu"]), f"{name}.act", source)
+        for a in acts:
+            if not isinstance(a, str) or a.lower() not in ACTIVATION_NAMES:
+                raise ConfigError(f"{source}: {name}.act {a!r} is not an activation name; expected one of "
+                                  f"{', '.join(ACTIVATION_NAMES)}")
+        choices[f"{name}.act"] = acts
+
+    sppf = _list(raw.get("sppf", [True]), "sppf", source)
+    if any(not isinstance(s, bool) for s in sppf):
+        raise ConfigError(f"{source}: 'sppf' must be true/false values, got {sppf}")
+    choices["sppf"] = sppf
+    neck = raw["neck"]
+    if not isinstance(neck, dict) or set(neck) - {"width", "depth"} or "width" not in neck:
+        raise ConfigError(f"{source}: 'neck' must be a mapping with 'width' (and optional 'depth') lists")
+    choices["neck.width"] = _check_widths(_ints(neck["width"], "neck.width", source), "neck.width", div, source)
+    choices["neck.depth"] = _ints(neck.get("depth", [1]), "neck.depth", source)
+    return SearchSpace(name=str(raw.get("name", "space")), nc=nc, channel_divisor=div, anchors=anchors,
+                       choices=choices, source=source, raw=raw)
+
+
+def _check_widths(widths: list[int], where: str, div: int, source: str) -> list[int]:
+    for w in widths:
+        if w % div:
+            raise ConfigError(f"{source}: {where} {w} is not a multiple of channel_divisor {div} (the builder "
+                              "would round it up, so the sampled architecture would not be the one built)")
+    return widths
+
+
+def block_width_problem(block: str, width: int) -> str | None:
+    """Why ``block`` cannot have ``width`` output channels, or None when it can."""
+    if block == "shufflenetv2" and width % 2:
+        return "ShuffleNetV2 units need even channels (two branches of width/2)"
+    if block == "ghost" and width % 4:
+        return "Ghost bottlenecks need width % 4 == 0 (a GhostConv to width/2 concatenates two halves)"
+    if block == "c3" and width < 2:
+        return "C3 needs width >= 2 (hidden width = width/2)"
+    return None
+
+
+# --------------------------------------------------------------------------------------------- decoding
+def _round8(x: float) -> int:
+    return max(8, int(math.ceil(x / 8) * 8))
+
+
+def _stage_rows(block: str, c_in: int, w: int, depth: int, k: int, t: float, se: bool, act: str
+                ) -> list[list[Any]]:
+    """YAML rows of one stage: a stride-2 block to ``w`` channels, then ``depth - 1`` stride-1 blocks."""
+    rest = depth - 1
+    if block == "c3":
+        return [[-1, 1, "Conv", [w, 3, 2]], [-1, depth, "C3", [w]]]
+    if block == "shufflenetv2":
+        first, more = [w, 2], [w, 1]
+    elif block == "ghost":
+        first, more = [w, k, 2], [w, k, 1]
+    elif block == "mobilenetv2":
+        first, more = [w, 2, t, act, k], [w, 1, t, act, k]
+    elif block == "mobilenetv3":
+        first, more = [w, _round8(c_in * t), k, 2, se, act], [w, _round8(w * t), k, 1, se, act]
+    elif block == "pplcnet":
+        first, more = [w, 2, k, se, act], [w, 1, k, se, act]
+    else:  # pragma: no cover - the space validator rejects unknown blocks
+        raise SearchError(f"unknown block family {block!r}")
+    module = BLOCKS[block]
+    rows = [[-1, 1, module, first]]
+    if rest:
+        rows.append([-1, rest, module, more])
+    return rows
+
+
+def _stage_tag(block: str, depth: int, w: int, k: int, t: float, se: bool, act: str) -> str:
+    opts = BLOCK_OPTIONS[block]
+    tag = SHORT[block]
+    if "kernel" in opts:
+        tag += f"k{k}"
+    if "expansion" in opts:
+        tag += f"e{t:g}"
+    if "se" in opts and se:
+        tag += "se"
+    if "act" in opts:
+        tag += f"-{ACT_SHORT.get(act, act)}"
+    return f"{tag}x{depth}w{w}"
+
+
+def _decode(space: SearchSpace, p: dict[str, Any]) -> Candidate:
+    stem_type, stem_w = p["stem.type"], p["stem.width"]
+    backbone: list[list[Any]] = []
+    if stem_type == "Conv":
+        backbone.append([-1, 1, "Conv", [stem_w, 6, 2, 2]])
+    elif stem_type == "conv_bn_hswish":
+        backbone.append([-1, 1, "conv_bn_hswish", [stem_w, 2]])
+    else:
+        backbone.append([-1, 1, stem_type, [stem_w]])
+    stride = STEM_STRIDE[stem_type]
+    if stride == 2:
+        backbone.append([-1, 1, "Conv", [stem_w, 3, 2]])
+        stride = 4
+    c = stem_w
+    outs: list[int] = []
+    strides: list[int] = []
+    tags = [f"{stem_type}{stem_w}"]
+    for name in STAGE_NAMES:
+        block, depth, w = p[f"{name}.block"], p[f"{name}.depth"], p[f"{name}.width"]
+        k, t, se, act = p[f"{name}.kernel"], p[f"{name}.expansion"], p[f"{name}.se"], p[f"{name}.act"]
+        reason = block_width_problem(block, w)
+        if reason:
+            raise SearchError(f"{space.source}: {name}: block {block!r} with width {w}: {reason}")
+        backbone.extend(_stage_rows(block, c, w, depth, k, t, se, act))
+        stride *= 2
+        strides.append(stride)
+        outs.append(len(backbone) - 1)
+        tags.append(f"{name}:{_stage_tag(block, depth, w, k, t, se, act)}")
+        c = w
+    if strides != [8, 16, 32]:
+        raise SearchError(f"{space.source}: stem {stem_type!r} gives P3/P4/P5 strides {strides}, expected [8, 16, 32]")
+    if p["sppf"]:
+        backbone.append([-1, 1, "SPPF", [c, 5]])
+        tags.append("sppf")
+    p3, p4 = outs[0], outs[1]
+    nw, nd = p["neck.width"], p["neck.depth"]
+    b = len(backbone)
+    head = [
+        [-1, 1, "Conv", [2 * nw, 1, 1]],              # b+0: P5 lateral
+        [-1, 1, "nn.Upsample", ["None", 2, "nearest"]],
+        [[-1, p4], 1, "Concat", [1]],
+        [-1, nd, "C3", [2 * nw, False]],              # b+3
+        [-1, 1, "Conv", [nw, 1, 1]],                  # b+4: P4 lateral
+        [-1, 1, "nn.Upsample", ["None", 2, "nearest"]],
+        [[-1, p3], 1, "Concat", [1]],
+        [-1, nd, "C3", [nw, False]],                  # b+7: P3 out
+        [-1, 1, "Conv", [nw, 3, 2]],
+        [[-1, b + 4], 1, "Concat", [1]],
+        [-1, nd, "C3", [2 * nw, False]],              # b+10: P4 out
+        [-1, 1, "Conv", [2 * nw, 3, 2]],
+        [[-1, b + 0], 1, "Concat", [1]],
+        [-1, nd, "C3", [4 * nw, False]],              # b+13: P5 out
+        [[b + 7, b + 10, b + 13], 1, "Detect", ["nc", "anchors"]],
+    ]
+    tags.append(f"neck{nw}x{nd}")
+    arch = "/".join(tags)
+    cfg: dict[str, Any] = {
+        "nc": space.nc,
+        "depth_multiple": 1.0,
+        "width_multiple": 1.0,
+        "channel_divisor": space.channel_divisor,
+        "anchors": deepcopy(space.anchors),
+        "backbone": backbone,
+        "head": head,
+    }
+    h = arch_hash(cfg)
+    cfg["meta"] = {"task": "detect", "family": "search", "description": arch,
+                   "source": f"latlab search space {space.name} ({space.space_hash}), arch {h}"}
+    return Candidate(point=p, cfg=cfg, arch=arch, arch_hash=h, strides=tuple(strides))
+
+
+def arch_hash(cfg: Mapping[str, Any]) -> str:
+    """Hash of what a model YAML builds (rows, nc, anchors, multipliers; ``meta`` and names excluded)."""
+    keys = ("nc", "depth_multiple", "width_multiple", "channel_divisor", "anchors", "backbone", "head")
+    blob = json.dumps({k: cfg.get(k) for k in keys}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def to_yaml(cfg: Mapping[str, Any]) -> str:
+    """The model YAML text of a candidate, with rows in YOLOv5's one-row-per-line layout."""
+    top = {k: v for k, v in cfg.items() if k not in ("backbone", "head", "anchors")}
+    text = yaml.safe_dump(top, sort_keys=False)
+    text += "anchors:\n" + "".join(f"  - {json.dumps(a)}\n" for a in cfg["anchors"])
+    for part in ("backbone", "head"):
+        text += f"{part}:\n" + "".join(f"  - {json.dumps(r)}  # {i}\n"
+                                       for i, r in enumerate(cfg[part], start=0 if part == "backbone"
+                                                             else len(cfg["backbone"])))
+    return text
