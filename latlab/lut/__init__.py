@@ -1,0 +1,24 @@
+"""Latency tables: build per-block tables on a target (or via a board kit), predict, check the accuracy.
+
+- :mod:`latlab.lut.keys`: the canonical key of a block instance (every YAML layer is one);
+- :mod:`latlab.lut.table`: the portable JSON file and its validation;
+- :mod:`latlab.lut.build`: enumerate a search space's blocks, time them (resumable), calibrate;
+- :mod:`latlab.lut.kit` / ``kit_runner.py``: the onnxruntime-only board kit and its import;
+- :mod:`latlab.lut.predict`: block sum + calibration (``LatencyPredictor`` is what the search uses);
+- :mod:`latlab.lut.check`: accuracy against end-to-end measurements.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def load_predictor(path: str | Path, **kwargs: Any) -> Any:
+    """``LatencyPredictor(path, **kwargs)`` (``backend``, ``threads``, ``imgsz`` checks; ``on_missing``)."""
+    from latlab.lut.predict import LatencyPredictor
+
+    return LatencyPredictor(path, **kwargs)
+
+
+__all__ = ["load_predictor"]
