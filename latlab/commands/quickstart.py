@@ -1,0 +1,37 @@
+"""``latlab quickstart``: guideline benchmarks, seed profiles, a small constrained search and the report."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from latlab.quickstart import QuickstartSettings, run_quickstart
+
+console = Console()
+
+
+def quickstart(
+    imgsz: int = typer.Option(128, help="Input size for profiling and the search."),
+    trials: int = typer.Option(6, help="Search trials (the seed baselines come on top)."),
+    epochs: int = typer.Option(2, help="Training epochs per search trial on the built-in data."),
+    threads: int = typer.Option(1, help="Threads for timing and training."),
+    skip_guidelines: bool = typer.Option(False, help="Skip the guideline micro-benchmarks."),
+    skip_search: bool = typer.Option(False, help="Skip the search."),
+    out: str = typer.Option(None, help="Output folder (default results/quickstart/<time>/)."),
+) -> None:
+    """Run the whole latlab story on embedded defaults (about 10 minutes on 2 CPU cores)."""
+    from pathlib import Path
+
+    settings = QuickstartSettings(imgsz=imgsz, threads=threads, search_trials=trials, train_epochs=epochs,
+                                  guidelines=not skip_guidelines, search=not skip_search,
+                                  out=Path(out) if out else None)
+    result = run_quickstart(settings, on_step=lambda step: console.rule(f"[bold]{step}"))
+    steps = ", ".join(f"{k} {v:.0f} s" for k, v in result.step_seconds.items())
+    console.print(f"done in {sum(result.step_seconds.values()):.0f} s ({steps})")
+    if result.budget_ms is not None:
+        console.print(f"latency budget = seed ShuffleNetV2 detector's p10 latency: {result.budget_ms:.2f} ms")
+    console.print(f"[bold green]report:[/] {result.report}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("quickstart")(quickstart)

@@ -1,0 +1,133 @@
+"""``latlab quickstart``: the whole story on embedded defaults, in minutes on a laptop CPU.
+
+1. guideline micro-benchmarks (G1–G4, quick settings) on this device;
+2. count and time the seed detectors (YOLOv5n, the ShuffleNetV2 and Ghost recipes) side by side in
+   interleaved rounds, with a per-layer breakdown of the ShuffleNetV2 one;
+3. a small latency-constrained search whose budget is the seed ShuffleNetV2 detector's measured latency,
+   with the seeds as baseline trials;
+4. the HTML report over all of it.
+
+Everything lands in one folder (``results/quickstart/<time>/``), one run folder per step, so ``latlab
+report`` on it rebuilds the report and nothing is measured twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from latlab.runs import RunWriter, new_run_dir
+
+SEED_DETECTORS = ("yolov5n", "yolov5s-shufflenetv2", "yolov5s-ghost-backbone")
+BUDGET_SEED = "yolov5s-shufflenetv2"
+
+
+@dataclass
+class QuickstartSettings:
+    """Defaults sized for ≤ 10 minutes on 2 CPU cores; every step can be skipped."""
+
+    imgsz: int = 128
+    threads: int = 1
+    search_trials: int = 6
+    train_epochs: int = 2
+    n_train: int = 400
+    n_val: int = 100
+    guidelines: bool = True
+    profile: bool = True
+    search: bool = True
+    out: Path | None = None
+
+
+@dataclass
+class QuickstartResult:
+    """Where everything went and how long each step took."""
+
+    root: Path
+    report: Path | None
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    budget_ms: float | None = None
+    best: dict | None = None
+
+
+def profile_seeds(out: Path, imgsz: int, threads: int, models: tuple[str, ...] = SEED_DETECTORS) -> pd.DataFrame:
+    """Count and time ``models`` in the same interleaved rounds; write one ``profile`` run folder.
+
+    Returns the per-model table (params, madds, mac_bytes, latency statistics) that shows FLOPs are not speed.
+    """
+    import torch
+
+    from latlab.ops.builder import build_model
+    from latlab.profiling.compare import measure_many
+    from latlab.profiling.counter import count_model
+    from latlab.profiling.layerwise import profile_layers
+
+    built = {name: build_model(name, nc=10) for name in models}
+    x = torch.zeros(1, 3, imgsz, imgsz)
+    latency = measure_many(built, x, threads=threads, budget_s=20.0, progress=False)
+    rows = []
+    for name, model in built.items():
+        totals = count_model(model, imgsz=imgsz).totals
+        rows.append({"model": name, "params": totals["params"], "madds": totals["madds"], "flops": totals["flops"],
+                     "mac_bytes": totals["mac_bytes"]})
+    table = pd.DataFrame(rows).merge(latency, on="model", how="left")
+    writer = RunWriter(out, "profile", threads=threads)
+    writer.save_table(table, "models")
+    seed = built[BUDGET_SEED]
+    layers = profile_layers(seed, x, threads=threads, budget_s=15.0, progress=False)
+    writer.save_table(layers.table, "layers")
+    writer.save_table(count_model(seed, imgsz=imgsz).ops, "counts")
+    writer.write_meta(models=list(models), imgsz=imgsz, layers_model=BUDGET_SEED,
+                      layers_sum_over_e2e=layers.ratio)
+    return table
+
+
+def run_quickstart(settings: QuickstartSettings | None = None,
+                   on_step: Callable[[str], None] | None = None) -> QuickstartResult:
+    """Run the quickstart steps and build the report; returns where it all is."""
+    s = settings or QuickstartSettings()
+    root = Path(s.out) if s.out else new_run_dir("quickstart")
+    root.mkdir(parents=True, exist_ok=True)
+    result = QuickstartResult(root=root, report=None)
+    say = on_step or (lambda _msg: None)
+
+    def timed(step: str, fn: Callable[[], object]) -> object:
+        say(step)
+        t0 = time.perf_counter()
+        value = fn()
+        result.step_seconds[step] = round(time.perf_counter() - t0, 1)
+        return value
+
+    if s.guidelines:
+        from latlab.guidelines.run import run_guidelines
+
+        timed("guidelines", lambda: run_guidelines(quick=True, threads=s.threads).save(root / "guidelines"))
+    if s.profile or s.search:
+        table = timed("profile", lambda: profile_seeds(root / "profile", s.imgsz, s.threads))
+        seed_row = table[table["model"] == BUDGET_SEED].iloc[0]
+        result.budget_ms = float(seed_row["estimate_ms"])
+    if s.search:
+        result.best = timed("search", lambda: _search(s, root, result.budget_ms))
+    from latlab.report.build import build_report
+
+    report = timed("report", lambda: build_report(root, root / "report.html"))
+    result.report = report.index
+    return result
+
+
+def _search(s: QuickstartSettings, root: Path, budget_ms: float | None) -> dict | None:
+    from latlab.search.export import export_study
+    from latlab.search.study import SearchSettings, load_search_study, run_search
+
+    settings = SearchSettings(
+        mode="constrained", latency_budget_ms=budget_ms, n_trials=s.search_trials, imgsz=s.imgsz,
+        epochs=s.train_epochs, threads=s.threads, study="quickstart", results_root=root / "search-study",
+        data_kwargs={"n_train": s.n_train, "n_val": s.n_val}, seed=0,
+    )
+    res = run_search(settings)
+    study, _ = load_search_study("quickstart", root=root / "search-study")
+    export_study(study, root / "search")
+    return res.best
