@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
 from latlab.detection import synthetic
 from latlab.errors import DataError
+from latlab.yamlio import read_yaml
 
 IMG_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VOC_NAMES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -183,12 +183,7 @@ def parse_yolo_label_file(path: Path, nc: int, *, skip_bad_labels: bool = False,
         if problem is None:
             rows.append([float(v) for v in line.split()])
             continue
-        where = f"{path}:{lineno}: {problem}"
-        if not skip_bad_labels:
-            raise DataError(where)
-        warnings.warn(f"skipping bad label {where}", stacklevel=2)
-        if skipped is not None:
-            skipped.append(where)
+        _bad_label(f"{path}:{lineno}: {problem}", skip_bad_labels, skipped)
     return np.array(rows, dtype=np.float32).reshape(-1, 5)
 
 
@@ -245,15 +240,19 @@ def label_path_for(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
+def _bad_label(where: str, skip: bool, skipped: list[str] | None) -> None:
+    """Raise on a bad label, or (``skip_bad_labels``) warn and record it: nothing is dropped silently."""
+    if not skip:
+        raise DataError(where)
+    warnings.warn(f"skipping bad label {where}", stacklevel=3)
+    if skipped is not None:
+        skipped.append(where)
+
+
 def load_yolo(yaml_path: Path | str, *, skip_bad_labels: bool = False) -> DetectionData:
     """Load a YOLO-format dataset from its data YAML (``path``, ``train``, ``val``, ``nc``, ``names``)."""
     yaml_path = Path(yaml_path)
-    if not yaml_path.is_file():
-        raise DataError(f"{yaml_path}: data YAML not found")
-    try:
-        spec = yaml.safe_load(yaml_path.read_text())
-    except yaml.YAMLError as exc:
-        raise DataError(f"{yaml_path}: invalid YAML ({exc})") from exc
+    spec = read_yaml(yaml_path, what="data YAML", error=DataError)
     if not isinstance(spec, dict):
         raise DataError(f"{yaml_path}: expected a mapping with train, val, nc, names")
     for key in ("train", "val", "names"):
@@ -322,12 +321,7 @@ def parse_voc_xml(path: Path, names: Sequence[str], *, include_difficult: bool =
                 else:
                     rows.append([index[name], (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h])
         if problem is not None:
-            where = f"{path}: object {k}: {problem}"
-            if not skip_bad_labels:
-                raise DataError(where)
-            warnings.warn(f"skipping bad label {where}", stacklevel=2)
-            if skipped is not None:
-                skipped.append(where)
+            _bad_label(f"{path}: object {k}: {problem}", skip_bad_labels, skipped)
     return np.array(rows, dtype=np.float32).reshape(-1, 5)
 
 

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from latlab.errors import ConfigError, ModelBuildError
 from latlab.ops.model import LatlabModel, LayerInfo
 from latlab.ops.registry import BlockSpec, get_block
 from latlab.ops.zoo import resolve_config
+from latlab.yamlio import read_yaml
 
 KNOWN_KEYS = {"nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head", "channel_divisor",
               "ch", "names", "meta", "imgsz", "activation"}
@@ -45,12 +45,7 @@ def load_config(cfg: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
     if isinstance(cfg, dict):
         return deepcopy(cfg), "<dict>"
     path = resolve_config(cfg)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    data = read_yaml(path, what="model YAML")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with 'backbone' and 'head', got {type(data).__name__}")
     return data, str(path)

@@ -119,6 +119,25 @@ class Runner(ABC):
         finally:
             torch.set_num_threads(previous)
 
+    def _eager_run(self, model: nn.Module | Callable[..., Any], example_input: Any,
+                   device: str | None = None) -> Callable[[], Any]:
+        """A no-argument eager-mode call on a private copy of ``model`` (on ``device``, channels_last if set)."""
+        x = example_input if device is None else map_tensors(example_input, lambda t: t.to(device))
+        if isinstance(model, nn.Module):
+            model = _private_copy(model)
+            if device is not None:
+                model = model.to(device)
+            if self.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+                x = map_tensors(x, _to_channels_last)
+        fn = model
+
+        def run() -> Any:
+            with torch.inference_mode():
+                return call_with(fn, x)
+
+        return run
+
     def time_call(self, fn: Callable[[], Any], clock: Clock = time.perf_counter) -> float:
         """Run ``fn`` once and return its duration in milliseconds."""
         self.sync()
@@ -135,19 +154,7 @@ class TorchCPURunner(Runner):
     device = "cpu"
 
     def prepare(self, model: nn.Module | Callable[..., Any], example_input: Any) -> Callable[[], Any]:
-        x = example_input
-        if isinstance(model, nn.Module):
-            model = _private_copy(model)
-            if self.channels_last:
-                model = model.to(memory_format=torch.channels_last)
-                x = map_tensors(x, _to_channels_last)
-        fn = model
-
-        def run() -> Any:
-            with torch.inference_mode():
-                return call_with(fn, x)
-
-        return run
+        return self._eager_run(model, example_input)
 
 
 def cuda_available() -> bool:
@@ -171,19 +178,7 @@ class CUDARunner(Runner):
         super().__init__(threads, channels_last)
 
     def prepare(self, model: nn.Module | Callable[..., Any], example_input: Any) -> Callable[[], Any]:
-        x = map_tensors(example_input, lambda t: t.to("cuda", non_blocking=False))
-        if isinstance(model, nn.Module):
-            model = _private_copy(model).to("cuda")
-            if self.channels_last:
-                model = model.to(memory_format=torch.channels_last)
-                x = map_tensors(x, _to_channels_last)
-        fn = model
-
-        def run() -> Any:
-            with torch.inference_mode():
-                return call_with(fn, x)
-
-        return run
+        return self._eager_run(model, example_input, device="cuda")
 
     def sync(self) -> None:
         torch.cuda.synchronize()
@@ -197,6 +192,25 @@ class CUDARunner(Runner):
                 yield self
         finally:
             torch.backends.cudnn.benchmark = previous
+
+    def _eager_run(self, model: nn.Module | Callable[..., Any], example_input: Any,
+                   device: str | None = None) -> Callable[[], Any]:
+        """A no-argument eager-mode call on a private copy of ``model`` (on ``device``, channels_last if set)."""
+        x = example_input if device is None else map_tensors(example_input, lambda t: t.to(device))
+        if isinstance(model, nn.Module):
+            model = _private_copy(model)
+            if device is not None:
+                model = model.to(device)
+            if self.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+                x = map_tensors(x, _to_channels_last)
+        fn = model
+
+        def run() -> Any:
+            with torch.inference_mode():
+                return call_with(fn, x)
+
+        return run
 
     def time_call(self, fn: Callable[[], Any], clock: Clock = time.perf_counter) -> float:
         start = torch.cuda.Event(enable_timing=True)

@@ -32,6 +32,7 @@ import yaml
 
 from latlab.errors import ConfigError, SearchError
 from latlab.ops.activations import ACTIVATION_NAMES
+from latlab.yamlio import read_yaml
 
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "configs" / "search" / "default_space.yaml"
 
@@ -138,14 +139,7 @@ def load_space(space: str | Path | Mapping[str, Any] | None = None) -> SearchSpa
         raw, source = deepcopy(dict(space)), "<dict>"
     else:
         path = Path(space)
-        if not path.is_file():
-            raise ConfigError(f"{path}: search space file not found")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raw = read_yaml(path, what="search space file")
         source = str(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a search space must be a mapping with 'stem', 'stages' and 'neck'")
