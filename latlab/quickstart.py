@@ -32,9 +32,9 @@ class QuickstartSettings:
 
     imgsz: int = 128
     threads: int = 1
-    search_trials: int = 6
-    train_epochs: int = 2
-    n_train: int = 400
+    search_trials: int = 4
+    train_epochs: int = 3
+    n_train: int = 600
     n_val: int = 100
     guidelines: bool = True
     profile: bool = True
@@ -86,8 +86,12 @@ def profile_seeds(out: Path, imgsz: int, threads: int, models: tuple[str, ...] =
 
 
 def run_quickstart(settings: QuickstartSettings | None = None,
-                   on_step: Callable[[str], None] | None = None) -> QuickstartResult:
-    """Run the quickstart steps and build the report; returns where it all is."""
+                   on_step: Callable[[str], None] | None = None,
+                   on_trial: Callable[[object], None] | None = None) -> QuickstartResult:
+    """Run the quickstart steps and build the report; returns where it all is.
+
+    ``on_step(name)`` is called as each step starts, ``on_trial(record)`` after each search trial.
+    """
     s = settings or QuickstartSettings()
     root = Path(s.out) if s.out else new_run_dir("quickstart")
     root.mkdir(parents=True, exist_ok=True)
@@ -110,7 +114,7 @@ def run_quickstart(settings: QuickstartSettings | None = None,
         seed_row = table[table["model"] == BUDGET_SEED].iloc[0]
         result.budget_ms = float(seed_row["estimate_ms"])
     if s.search:
-        result.best = timed("search", lambda: _search(s, root, result.budget_ms))
+        result.best = timed("search", lambda: _search(s, root, result.budget_ms, on_trial))
     from latlab.report.build import build_report
 
     report = timed("report", lambda: build_report(root, root / "report.html"))
@@ -118,7 +122,8 @@ def run_quickstart(settings: QuickstartSettings | None = None,
     return result
 
 
-def _search(s: QuickstartSettings, root: Path, budget_ms: float | None) -> dict | None:
+def _search(s: QuickstartSettings, root: Path, budget_ms: float | None,
+            on_trial: Callable[[object], None] | None) -> dict | None:
     from latlab.search.export import export_study
     from latlab.search.study import SearchSettings, load_search_study, run_search
 
@@ -127,7 +132,7 @@ def _search(s: QuickstartSettings, root: Path, budget_ms: float | None) -> dict 
         epochs=s.train_epochs, threads=s.threads, study="quickstart", results_root=root / "search-study",
         data_kwargs={"n_train": s.n_train, "n_val": s.n_val}, seed=0,
     )
-    res = run_search(settings)
+    res = run_search(settings, on_trial=on_trial)
     study, _ = load_search_study("quickstart", root=root / "search-study")
     export_study(study, root / "search")
     return res.best

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from latlab.quickstart import QuickstartSettings, run_quickstart
 
@@ -12,8 +13,8 @@ console = Console()
 
 def quickstart(
     imgsz: int = typer.Option(128, help="Input size for profiling and the search."),
-    trials: int = typer.Option(6, help="Search trials (the seed baselines come on top)."),
-    epochs: int = typer.Option(2, help="Training epochs per search trial on the built-in data."),
+    trials: int = typer.Option(4, help="Search trials (the three seed baselines come on top)."),
+    epochs: int = typer.Option(3, help="Training epochs per search trial (600 built-in images each)."),
     threads: int = typer.Option(1, help="Threads for timing and training."),
     skip_guidelines: bool = typer.Option(False, help="Skip the guideline micro-benchmarks."),
     skip_search: bool = typer.Option(False, help="Skip the search."),
@@ -25,7 +26,12 @@ def quickstart(
     settings = QuickstartSettings(imgsz=imgsz, threads=threads, search_trials=trials, train_epochs=epochs,
                                   guidelines=not skip_guidelines, search=not skip_search,
                                   out=Path(out) if out else None)
-    result = run_quickstart(settings, on_step=lambda step: console.rule(f"[bold]{step}"))
+    def trial_line(r) -> None:
+        feasible = {True: "within budget", False: "over budget", None: ""}[r.feasible]
+        console.print(f"trial {r.number:>2} {r.state:<9} {r.latency_ms:7.2f} ms  mAP50-95 {r.map:.3f}  "
+                      f"{feasible:<13} {escape(r.arch)}", highlight=False)
+
+    result = run_quickstart(settings, on_step=lambda step: console.rule(f"[bold]{step}"), on_trial=trial_line)
     steps = ", ".join(f"{k} {v:.0f} s" for k, v in result.step_seconds.items())
     console.print(f"done in {sum(result.step_seconds.values()):.0f} s ({steps})")
     if result.budget_ms is not None:
