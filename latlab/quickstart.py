@@ -133,6 +133,6 @@ def _search(s: QuickstartSettings, root: Path, budget_ms: float | None,
         data_kwargs={"n_train": s.n_train, "n_val": s.n_val}, seed=0,
     )
     res = run_search(settings, on_trial=on_trial)
-    study, _ = load_search_study("quickstart", root=root / "search-study")
-    export_study(study, root / "search")
+    study, info = load_search_study("quickstart", root=root / "search-study")
+    export_study(study, root / "search", storage=info.location)
     return res.best
