@@ -193,25 +193,6 @@ class CUDARunner(Runner):
         finally:
             torch.backends.cudnn.benchmark = previous
 
-    def _eager_run(self, model: nn.Module | Callable[..., Any], example_input: Any,
-                   device: str | None = None) -> Callable[[], Any]:
-        """A no-argument eager-mode call on a private copy of ``model`` (on ``device``, channels_last if set)."""
-        x = example_input if device is None else map_tensors(example_input, lambda t: t.to(device))
-        if isinstance(model, nn.Module):
-            model = _private_copy(model)
-            if device is not None:
-                model = model.to(device)
-            if self.channels_last:
-                model = model.to(memory_format=torch.channels_last)
-                x = map_tensors(x, _to_channels_last)
-        fn = model
-
-        def run() -> Any:
-            with torch.inference_mode():
-                return call_with(fn, x)
-
-        return run
-
     def time_call(self, fn: Callable[[], Any], clock: Clock = time.perf_counter) -> float:
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
