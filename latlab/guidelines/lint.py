@@ -299,12 +299,6 @@ def _share(part: pd.DataFrame, total: pd.DataFrame, col: str) -> float:
     return float(part[col].sum()) / t if t else 0.0
 
 
-def _build(cfg: nn.Module | str | Path | dict) -> tuple[nn.Module, str]:
-    if isinstance(cfg, nn.Module):
-        return cfg, type(cfg).__name__
-    from latlab.ops.builder import build_model
-
-    return build_model(cfg), str(cfg) if not isinstance(cfg, dict) else "dict config"
 
 
 def lint_model(cfg: nn.Module | str | Path | dict, *, imgsz: int | None = None, measure: bool = False,
@@ -312,7 +306,9 @@ def lint_model(cfg: nn.Module | str | Path | dict, *, imgsz: int | None = None, 
                progress: bool = False) -> LintResult:
     """Lint ``cfg`` at ``imgsz`` (default: the config's, else 640 for detectors / 224 for classifiers)."""
     th = thresholds or LintThresholds()
-    model, name = _build(cfg)
+    from latlab.ops.builder import as_model
+
+    model, name = as_model(cfg)
     size = int(imgsz) if imgsz is not None else default_imgsz(model)
     check_imgsz(model, size, name)
     in_ch = int(getattr(model, "in_channels", 0) or _first_conv_in(model))

@@ -809,17 +809,12 @@ def count(model: nn.Module | str | Path | dict, imgsz: int = 640, *, meta: bool 
     Raises ``UnknownModelError`` for an unknown name and ``ConfigError`` when ``imgsz`` is not a multiple
     of the model's largest stride.
     """
-    net = build(model)
+    from latlab.ops.builder import as_model
+
+    net, _ = as_model(model)
     check_imgsz(net, imgsz)
     return count_model(net, imgsz=imgsz, meta=meta, dtype=dtype)
 
 
-def build(model: nn.Module | str | Path | dict) -> nn.Module:
-    """Return ``model`` itself, or the model a zoo name / YAML path / config dict builds."""
-    if isinstance(model, nn.Module):
-        return model
-    from latlab.ops.builder import build_model
-
-    return build_model(model)
 
 

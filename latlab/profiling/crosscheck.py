@@ -33,7 +33,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from latlab.profiling.counter import CountResult, build, check_imgsz, count_model
+from latlab.ops.builder import as_model
+from latlab.profiling.counter import CountResult, check_imgsz, count_model
 
 CONV_CATEGORIES = ("conv", "pointwise", "depthwise", "group_conv")
 CROSSCHECK_COLUMNS = ("counter", "total", "unit", "ratio_to_latlab_madds", "reason")
@@ -88,7 +89,7 @@ def crosscheck(model: nn.Module | str | Path | dict, imgsz: int = 640, *,
     ``model`` is a module, zoo name, YAML path or config dict; ``result`` reuses a latlab count of the same
     model and size. Columns: see the module docstring.
     """
-    net = build(model)
+    net, _ = as_model(model)
     check_imgsz(net, imgsz)
     res = result if result is not None else count_model(net, imgsz=imgsz)
     ops = res.ops

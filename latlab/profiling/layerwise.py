@@ -320,12 +320,9 @@ def profile_model(cfg: Any, *, imgsz: int | None = None, device: str = "cpu", ba
     if ops and device != "cpu":
         raise DeviceError("--ops uses torch.profiler's CPU times; run it with --device cpu")
     get_runner(backend, device, threads=threads)  # fail early on a missing GPU or ONNX Runtime
-    if isinstance(cfg, nn.Module):
-        model, name = cfg, type(cfg).__name__
-    else:
-        from latlab.ops.builder import build_model
+    from latlab.ops.builder import as_model
 
-        model, name = build_model(cfg), str(cfg)
+    model, name = as_model(cfg)
     size = imgsz or default_imgsz(model)
     check_imgsz(model, size, name)
     x = torch.randn(batch, getattr(model, "in_channels", 3), size, size)
