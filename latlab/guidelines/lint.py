@@ -49,12 +49,11 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from latlab.errors import ConfigError
 from latlab.ops.model import check_imgsz, default_imgsz
 from latlab.profiling.categories import base_name, is_conv_op, op_category
-from latlab.profiling.counter import CountResult, count_model
+from latlab.profiling.counter import CountResult, EagerDispatchMode, count_model
 
 CONV_CATEGORIES = ("conv", "pointwise", "depthwise", "group_conv")
 ELEMENTWISE_CATEGORIES = ("elementwise", "norm")
@@ -139,7 +138,7 @@ class _Node:
     parents: set[int]
 
 
-class _GraphMode(TorchDispatchMode):
+class _GraphMode(EagerDispatchMode):
     """Records every dispatched op with the ops that produced its tensor inputs (tensor identity).
 
     A tensor's entry is dropped when the tensor is freed (``weakref.finalize``), so a later tensor that
@@ -151,11 +150,6 @@ class _GraphMode(TorchDispatchMode):
         self.stack = stack
         self.nodes: list[_Node] = []
         self.producer: dict[int, int] = {}
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        # As in the counter: the trace never runs under torch.compile, so skip importing torch._dynamo.
-        return False
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}

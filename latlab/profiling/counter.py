@@ -539,7 +539,16 @@ class _Frame:
     layer: int
 
 
-class _CountingMode(TorchDispatchMode):
+class EagerDispatchMode(TorchDispatchMode):
+    """A dispatch mode that never runs under torch.compile: skipping the dynamo-disable wrapper avoids
+    importing torch._dynamo on first use (~1-2 s) and one wrapper call per op."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
+
+
+class _CountingMode(EagerDispatchMode):
     """Records one row per dispatched op; in ``fast`` mode answers heavy ops' output shapes itself."""
 
     def __init__(self, stack: list[_Frame], param_of: dict[int, tuple[int, int, torch.Tensor]], fast: bool):
@@ -550,12 +559,6 @@ class _CountingMode(TorchDispatchMode):
         self.rows: list[tuple[Any, ...]] = []
         self.rules = _shape_rules() if fast else {}
         self.infos: dict[Any, _OpInfo] = {}
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        # The count never runs under torch.compile; without the dynamo-disable wrapper the first count does
-        # not import torch._dynamo (~1-2 s) and every op skips one wrapper call.
-        return False
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
