@@ -2,8 +2,9 @@
 
 (a) one model timed in N separate processes: spread of the default estimate across processes
     (target ≤ 3 %: (max - min) / median of the per-process estimates);
-(b) M different small random conv nets timed twice in one process, each pass interleaved: how often each
-    estimator repeats within ±5 % / ±10 % (target for the default: ≥ 95 % within ±5 %);
+(b) M different small random conv nets timed twice in one process, each pass interleaved with the engine's
+    default stopping (or ``--rounds``), repeated ``--repeats-b`` times: how often each estimator repeats
+    within ±5 % / ±10 % (target for the default: ≥ 95 % within ±5 %);
 (c) the A/B ratio ShuffleNetV2 ×1.0 / MobileNetV2 1.0 over several repeats (interleaved ``compare``).
 
     python benchmarks/stability.py            # full run (several minutes)
@@ -28,8 +29,9 @@ import torch
 from torch import nn
 
 from latlab.fingerprint import device_fingerprint
+from latlab.profiling.allocator import allocator_state
 from latlab.profiling.compare import compare, run_interleaved
-from latlab.profiling.timer import DEFAULT_ESTIMATOR, ESTIMATORS, Timer, estimate
+from latlab.profiling.timer import DEFAULT_ESTIMATOR, ESTIMATORS, estimate
 
 
 def random_net(seed: int, width: int = 24) -> nn.Module:
@@ -70,14 +72,17 @@ def repeat_table(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) ->
     return out
 
 
-def part_b(n_models: int, imgsz: int, rounds: int, threads: int, passes: int = 2) -> dict[str, tuple]:
+def part_b(n_models: int, imgsz: int, rounds: int | None, threads: int, seed: int = 0) -> dict[str, tuple]:
+    """Two passes over the same nets; ``rounds=None`` uses the engine's default (adaptive) stopping."""
     models = {f"net{i:02d}": random_net(i) for i in range(n_models)}
     x = torch.randn(1, 3, imgsz, imgsz)
-    runs = [run_interleaved(models, x, rounds=rounds, threads=threads, progress=False, seed=p)
-            for p in range(passes)]
+    runs = [run_interleaved(models, x, rounds=rounds, threads=threads, progress=False, seed=2 * seed + p)
+            for p in range(2)]
     meds = [runs[0].measurements[n].median_ms for n in models]
-    print(f"(b) {n_models} random nets @{imgsz}, {rounds} interleaved rounds × {passes} passes, "
-          f"medians {min(meds):.2f}-{max(meds):.2f} ms, {threads} thread(s)")
+    how = f"{rounds} rounds" if rounds else f"default stopping ({runs[0].rounds} / {runs[1].rounds} rounds)"
+    print(f"(b) {n_models} random nets @{imgsz}, two interleaved passes, {how}, "
+          f"medians {min(meds):.2f}-{max(meds):.2f} ms, {threads} thread(s), allocator {allocator_state()}, "
+          f"speed factors {runs[0].speed_factor:.3f} / {runs[1].speed_factor:.3f}")
     res = repeat_table({n: runs[0].samples[n].ravel() for n in models},
                        {n: runs[1].samples[n].ravel() for n in models})
     print(f"    {'estimator':<10}{'within ±5%':>12}{'within ±10%':>13}{'worst':>9}")
@@ -89,13 +94,14 @@ def part_b(n_models: int, imgsz: int, rounds: int, threads: int, passes: int = 2
 
 def worker(model: str, imgsz: int, threads: int, budget: float) -> None:
     net = random_net(0) if model == "random" else zoo_model(model)
-    m = Timer(net, torch.randn(1, 3, imgsz, imgsz), threads=threads).measure(
-        target_ci=0.01, min_time_s=budget, max_time_s=budget, check_busy=False)
-    print(json.dumps({"estimate_ms": m.estimate_ms, "median_ms": m.median_ms, "n": m.n}))
+    m = run_interleaved({"net": net}, torch.randn(1, 3, imgsz, imgsz), budget_s=budget, target_ci=0.0,
+                        threads=threads, progress=False, check_busy=False).measurements["net"]
+    print(json.dumps({"estimate_ms": m.estimate_ms, "median_ms": m.median_ms, "n": m.n,
+                      "speed_factor": m.speed_factor}))
 
 
 def part_a(model: str, imgsz: int, procs: int, threads: int, budget: float) -> float:
-    ests, meds = [], []
+    ests, meds, factors = [], [], []
     for _ in range(procs):
         cmd = [sys.executable, __file__, "--worker", model, "--imgsz", str(imgsz), "--threads", str(threads),
                "--budget", str(budget)]
@@ -103,11 +109,13 @@ def part_a(model: str, imgsz: int, procs: int, threads: int, budget: float) -> f
         r = json.loads(out.stdout.strip().splitlines()[-1])
         ests.append(r["estimate_ms"])
         meds.append(r["median_ms"])
+        factors.append(r["speed_factor"])
     spread = (max(ests) - min(ests)) / float(np.median(ests))
     mspread = (max(meds) - min(meds)) / float(np.median(meds))
     print(f"(a) {model} @{imgsz} in {procs} processes, {budget:g} s each: {DEFAULT_ESTIMATOR} "
           + ", ".join(f"{e:.2f}" for e in ests) + f" ms → spread {spread:.1%} (target ≤ 3 %); median "
-          + ", ".join(f"{e:.2f}" for e in meds) + f" ms → spread {mspread:.1%}")
+          + ", ".join(f"{e:.2f}" for e in meds) + f" ms → spread {mspread:.1%}; machine speed factors "
+          + ", ".join(f"{f:.3f}" for f in factors))
     return spread
 
 
@@ -133,7 +141,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--procs", type=int, default=5)
     p.add_argument("--models", type=int, default=20)
-    p.add_argument("--rounds", type=int, default=40)
+    p.add_argument("--rounds", type=int, default=0, help="(b) rounds per pass; 0 = the engine's default stopping")
+    p.add_argument("--repeats-b", type=int, default=3, help="how many times (b) is repeated")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--budget", type=float, default=3.0, help="seconds per process (a) / per compare (c)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -143,7 +152,7 @@ def main() -> None:
         worker(args.worker, args.imgsz, args.threads, args.budget)
         return
     if args.quick:
-        args.procs, args.models, args.rounds, args.repeats, args.budget = 2, 4, 15, 2, 1.0
+        args.procs, args.models, args.rounds, args.repeats, args.budget, args.repeats_b = 2, 4, 15, 2, 1.0, 1
     fp = device_fingerprint(args.threads)
     print(f"{fp['cpu_model']}, {fp['logical_cores']} cores, torch {fp['torch']}, load {fp['load_avg_1m']}, "
           f"estimator {DEFAULT_ESTIMATOR}")
@@ -151,7 +160,8 @@ def main() -> None:
     if "a" in args.parts:
         part_a(args.model, args.imgsz, args.procs, args.threads, args.budget)
     if "b" in args.parts:
-        part_b(args.models, args.imgsz, args.rounds, args.threads)
+        for r in range(args.repeats_b):
+            part_b(args.models, args.imgsz, args.rounds or None, args.threads, seed=r)
     if "c" in args.parts:
         part_c("shufflenet_v2_x1_0", "mobilenet_v2", 224, args.repeats, args.threads, args.budget)
     print(f"done in {time.perf_counter() - t0:.0f} s; load now {os.getloadavg()[0]:.2f}")

@@ -17,6 +17,8 @@ from typing import Any
 import psutil
 import torch
 
+from latlab.profiling.allocator import allocator_state
+
 
 def _cpu_model() -> str:
     try:
@@ -66,6 +68,7 @@ def device_fingerprint(threads: int | None = None, device: str = "cpu") -> dict[
         "threads": threads if threads is not None else torch.get_num_threads(),
         "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "device": device,
+        "cpu_allocator": allocator_state(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         idx = torch.device(device).index or 0

@@ -1,4 +1,4 @@
-"""Shared fixtures: deterministic torch, and one thread so parallel test runs stay polite."""
+"""Shared fixtures: deterministic torch, a private latlab cache folder."""
 
 import pytest
 import torch
@@ -8,3 +8,12 @@ import torch
 def _torch_defaults():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Machine-speed references and other cache files go to a temporary folder, not the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LATLAB_CACHE_DIR", str(tmp_path_factory.mktemp("latlab-cache")))
+    yield
+    mp.undo()

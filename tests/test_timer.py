@@ -189,7 +189,8 @@ def test_timer_puts_a_copy_in_eval_and_leaves_the_model_alone():
 def test_measure_many_interleaves_every_model_once_per_round():
     clock, log = FakeClock(), []
     models = {name: fake_model(clock, [ms], log, name) for name, ms in (("a", 1.0), ("b", 2.0), ("c", 4.0))}
-    df = measure_many(models, rounds=30, progress=False, check_busy=False, warmup_rounds=0, clock=clock)
+    df = measure_many(models, rounds=30, progress=False, check_busy=False, warmup_rounds=0, clock=clock,
+                      speed_reference=False)
     rounds = [log[i:i + 3] for i in range(0, len(log), 3)]
     assert len(rounds) == 30 and all(sorted(r) == ["a", "b", "c"] for r in rounds)
     assert len({tuple(r) for r in rounds}) > 1  # the order is shuffled
@@ -202,21 +203,22 @@ def test_measure_many_interleaves_every_model_once_per_round():
 def test_interleaved_adaptive_rounds_stop_at_min_rounds_when_quiet():
     clock = FakeClock()
     models = {"a": fake_model(clock, [1.0]), "b": fake_model(clock, [2.0])}
-    run = run_interleaved(models, min_rounds=40, budget_s=100, progress=False, check_busy=False, clock=clock)
+    run = run_interleaved(models, min_rounds=40, budget_s=100, progress=False, check_busy=False, clock=clock,
+                          speed_reference=False)
     assert run.rounds == 40
 
 
 def test_calls_per_round_shape():
     clock = FakeClock()
     run = run_interleaved({"a": fake_model(clock, [1.0])}, rounds=5, calls_per_round=3, progress=False,
-                          check_busy=False, clock=clock)
+                          check_busy=False, clock=clock, speed_reference=False)
     assert run.samples["a"].shape == (5, 3) and run.measurements["a"].n == 15
 
 
 def test_compare_ratio_and_ci():
     clock = FakeClock()
     c = compare(fake_model(clock, [2.0, 2.2]), fake_model(clock, [1.0, 1.1]), names=("slow", "fast"),
-                rounds=40, progress=False, check_busy=False, clock=clock)
+                rounds=40, progress=False, check_busy=False, clock=clock, speed_reference=False)
     assert c.ratio == pytest.approx(2.0, rel=0.01)
     assert c.ci_low <= c.ratio <= c.ci_high and c.significant
     assert "fast is 2.00× faster" in c.summary()

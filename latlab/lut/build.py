@@ -35,6 +35,7 @@ from torch import nn
 from latlab.errors import SearchError, TableError
 from latlab.lut.keys import Unit, model_units
 from latlab.lut.table import Entry, LatencyTable, package_versions
+from latlab.profiling.allocator import steady_cpu_allocator
 
 DEFAULT_IMGSZ = 160
 DEFAULT_ROUNDS = 60
@@ -444,6 +445,8 @@ def build_table(out: str | Path, *, space: Any = None, archs: Sequence[Arch] | N
     sp = _space(space) if archs is None else None
     space_info = ({"name": sp.name, "hash": sp.space_hash, "source": sp.source} if sp is not None else
                   {"name": "explicit", "hash": _archs_hash(archs or []), "source": "architecture list"})
+    if device == "cpu":
+        steady_cpu_allocator()  # before the fingerprint, which records it
     fp = device_fingerprint(threads, device)
     table = LatencyTable(backend=backend, threads=threads, imgsz=imgsz, estimator=estimator, fingerprint=fp,
                          versions=package_versions(), protocol=default_protocol(rounds, batch, estimator),

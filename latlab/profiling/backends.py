@@ -3,7 +3,8 @@
 A ``Runner`` hides how a backend executes and synchronises, so the timer and the interleaved comparison
 time every backend the same way:
 
-- ``TorchCPURunner``: PyTorch eager on CPU, ``eval()`` + ``torch.inference_mode``, optional channels_last.
+- ``TorchCPURunner``: PyTorch eager on CPU, ``eval()`` + ``torch.inference_mode``, optional channels_last;
+  glibc malloc fixed in its steady state first (``latlab.profiling.allocator`` says why).
 - ``CUDARunner``: PyTorch eager on a CUDA GPU, ``cudnn.benchmark`` on, each call timed with CUDA events.
 - ``ORTRunner``: ONNX Runtime (export with ``torch.onnx.export`` to a temporary file), sequential execution,
   ``intra_op_num_threads = threads``, ``inter_op_num_threads = 1``.
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from latlab.errors import DeviceError
+from latlab.profiling.allocator import steady_cpu_allocator
 
 BACKENDS = ("torch", "onnxruntime")
 DEVICES = ("cpu", "cuda")
@@ -148,10 +150,16 @@ class Runner(ABC):
 
 
 class TorchCPURunner(Runner):
-    """PyTorch eager mode on the CPU."""
+    """PyTorch eager mode on the CPU, with glibc malloc in its steady state (see ``allocator``)."""
 
     backend = "torch"
     device = "cpu"
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Runner]:
+        steady_cpu_allocator()
+        with super().session():
+            yield self
 
     def prepare(self, model: nn.Module | Callable[..., Any], example_input: Any) -> Callable[[], Any]:
         return self._eager_run(model, example_input)

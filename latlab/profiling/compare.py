@@ -46,6 +46,7 @@ from torch import nn
 
 from latlab.errors import LatlabError
 from latlab.profiling.backends import Clock, get_runner
+from latlab.profiling.speed import anchor_input, anchor_models, reference_key, speed_factor
 from latlab.profiling.timer import (
     CONFIDENCE,
     DEFAULT_ESTIMATOR,
@@ -61,7 +62,8 @@ Model = nn.Module | Callable[..., Any]
 
 @dataclass
 class InterleavedRun:
-    """Raw result of an interleaved measurement: per-model samples shaped [rounds, calls_per_round]."""
+    """Result of an interleaved measurement: per-model samples shaped [rounds, calls_per_round], already at
+    reference speed (divided by ``speed_factor``; 1.0 when measured with ``speed_reference=False``)."""
 
     names: list[str]
     samples: dict[str, np.ndarray]
@@ -71,6 +73,7 @@ class InterleavedRun:
     calls_per_round: int
     elapsed_s: float
     warnings: list[str] = field(default_factory=list)
+    speed_factor: float = 1.0
 
     def table(self) -> pd.DataFrame:
         """One row per model: ``model``, the shared measurement columns, estimator, estimate and CI,
@@ -97,7 +100,7 @@ def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: 
                     target_ci: float = 0.02, estimator: str = DEFAULT_ESTIMATOR, backend: str = "torch",
                     device: str = "cpu", threads: int = 1, channels_last: bool = False,
                     warmup_rounds: int = 3, seed: int = 0, progress: bool = True,
-                    confidence: float = CONFIDENCE, check_busy: bool = True,
+                    confidence: float = CONFIDENCE, check_busy: bool = True, speed_reference: bool = True,
                     clock: Clock = time.perf_counter) -> InterleavedRun:
     """Measure ``models`` interleaved and return the raw samples and a Measurement per model.
 
@@ -105,6 +108,9 @@ def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: 
     spent). Otherwise run at least ``min_rounds`` and continue until every model's CI is within
     ``target_ci`` or ``budget_s`` (default 30 s) is spent. ``check_busy`` samples other processes' CPU
     use first and warns when more than half the cores are busy; ``clock`` exists for tests.
+    ``speed_reference`` adds latlab's three anchor nets to every round and reports latencies at the
+    machine's reference speed (``latlab.profiling.speed``; each Measurement carries its ``speed_factor``);
+    pass False for raw wall-clock numbers.
     """
     check_estimator(estimator)
     names = list(models)
@@ -117,20 +123,23 @@ def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: 
     runner = get_runner(backend, device, threads=threads, channels_last=channels_last)
     ins = _inputs_for(names, inputs)
     fns = {n: runner.prepare(models[n], ins[n]) for n in names}
+    anchors = anchor_models() if speed_reference else {}
+    fns.update({a: runner.prepare(m, anchor_input()) for a, m in anchors.items()})
+    timed = names + list(anchors)
     notes = busy_notes(threads, device) if check_busy else []
     rng = np.random.default_rng(seed)
-    per_round: dict[str, list[list[float]]] = {n: [] for n in names}
+    per_round: dict[str, list[list[float]]] = {n: [] for n in timed}
 
     bar = _Progress(progress, rounds, budget_s)
     with runner.session(), bar:
         for _ in range(warmup_rounds):
-            for n in names:
+            for n in timed:
                 runner.time_call(fns[n], clock)
         start = clock()
         r = 0
         while True:
-            for i in rng.permutation(len(names)):
-                n = names[i]
+            for i in rng.permutation(len(timed)):
+                n = timed[i]
                 per_round[n].append([runner.time_call(fns[n], clock) for _ in range(calls_per_round)])
             r += 1
             elapsed = clock() - start
@@ -146,12 +155,17 @@ def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: 
                 break
         elapsed = clock() - start
 
-    samples = {n: np.asarray(per_round[n], dtype=float) for n in names}
+    factor = 1.0
+    if anchors:
+        key = reference_key(runner.backend, runner.device, threads, channels_last)
+        factor, note = speed_factor({a: np.asarray(per_round[a]) for a in anchors}, key)
+        notes += [note] if note else []
+    samples = {n: np.asarray(per_round[n], dtype=float) / factor for n in names}
     meas = {n: Measurement.from_samples(samples[n].ravel(), estimator=estimator, threads=threads,
                                         backend=runner.backend, device=runner.device,
-                                        confidence=confidence, notes=notes)
+                                        confidence=confidence, notes=notes, speed_factor=factor)
             for n in names}
-    return InterleavedRun(names, samples, meas, estimator, r, calls_per_round, elapsed, list(notes))
+    return InterleavedRun(names, samples, meas, estimator, r, calls_per_round, elapsed, list(notes), factor)
 
 
 def measure_many(models: Mapping[str, Model], inputs: Any = None, *, rounds: int | None = None,

@@ -49,7 +49,7 @@ ESTIMATORS: dict[str, Callable[[np.ndarray], float]] = {
 
 # Measurement columns shared by every latlab table (``Measurement.to_row``).
 ROW_COLUMNS = ("median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "n", "threads", "backend", "device")
-EXTRA_COLUMNS = ("min_ms", "estimator", "estimate_ms", "ci_low_ms", "ci_high_ms")
+EXTRA_COLUMNS = ("min_ms", "estimator", "estimate_ms", "ci_low_ms", "ci_high_ms", "speed_factor")
 
 
 def check_estimator(name: str) -> str:
@@ -130,7 +130,9 @@ class Measurement:
     """Latency samples of one model and their statistics, all in milliseconds.
 
     ``estimate_ms`` is the value of ``estimator`` (the number to compare and tabulate); ``ci_low_ms`` /
-    ``ci_high_ms`` its confidence interval (95 %); the rest describes the spread.
+    ``ci_high_ms`` its confidence interval (95 %); the rest describes the spread. ``speed_factor`` is the
+    machine's speed relative to its stored reference when the samples were taken (``latlab.profiling.speed``);
+    the samples are already divided by it, so raw wall-clock values are ``samples_ms × speed_factor``.
     """
 
     samples_ms: list[float]
@@ -151,11 +153,12 @@ class Measurement:
     min_ms: float = float("nan")
     ci_valid: bool = True
     warnings: list[str] = field(default_factory=list)
+    speed_factor: float = 1.0
 
     @classmethod
     def from_samples(cls, samples_ms: Sequence[float], *, estimator: str = DEFAULT_ESTIMATOR, threads: int = 1,
                      backend: str = "torch", device: str = "cpu", confidence: float = CONFIDENCE,
-                     notes: Sequence[str] = ()) -> Measurement:
+                     notes: Sequence[str] = (), speed_factor: float = 1.0) -> Measurement:
         """Compute every statistic of ``samples_ms`` and the high-variance warnings."""
         a = np.asarray(samples_ms, dtype=float)
         if a.size == 0:
@@ -184,6 +187,7 @@ class Measurement:
             min_ms=float(a.min()),
             ci_valid=valid,
             warnings=list(notes),
+            speed_factor=float(speed_factor),
         )
         m.warnings.extend(variance_warnings(m.iqr_ms, m.median_ms))
         return m
@@ -203,9 +207,10 @@ class Measurement:
         return row
 
     def summary(self) -> str:
+        speed = f", at reference speed (machine ran {self.speed_factor:.3f}×)" if self.speed_factor != 1.0 else ""
         return (f"{self.estimator} {self.estimate_ms:.3f} ms [{self.ci_low_ms:.3f}, {self.ci_high_ms:.3f}] "
                 f"(median {self.median_ms:.3f}, IQR {self.iqr_ms:.3f}, n={self.n}, {self.backend}/"
-                f"{self.device}, {self.threads} thread{'s' if self.threads != 1 else ''})")
+                f"{self.device}, {self.threads} thread{'s' if self.threads != 1 else ''}{speed})")
 
 
 def variance_warnings(iqr_ms: float, median_ms: float) -> list[str]:

@@ -1,11 +1,11 @@
 """What a search trial measures: latency (timed here or predicted from a table), counts, and mAP.
 
-- :class:`MeasuredLatency` times a built model with the profiling core's :class:`~latlab.profiling.timer.Timer`
-  (one input of ``1×3×imgsz×imgsz``, fixed thread count, low-percentile estimator with a 95 % CI, median
-  beside it). A :class:`TimingLock` (``fcntl`` on a host-wide file) makes sure two search workers on one
+- :class:`MeasuredLatency` times a built model with the profiling core's interleaved engine
+  (``run_interleaved``: one input of ``1×3×imgsz×imgsz``, fixed thread count, low-percentile estimator with a
+  95 % CI, median beside it, latency at the machine's reference speed so trials timed an hour apart compare). A :class:`TimingLock` (``fcntl`` on a host-wide file) makes sure two search workers on one
   host never time at the same moment; training may overlap.
 - ``lut:FILE`` latency comes from a :class:`LatencyPredictor` (the latency-table work implements it as
-  ``latlab.lut.load_predictor(path)``); until that module exists, asking for it raises a clear error.
+  ``latlab.lut.load_predictor(path)``).
 - :func:`count_candidate` stores ``params``, ``madds``, ``flops`` and ``mac_bytes`` from the counter.
 - :class:`TrainedAccuracy` trains the candidate with the detection harness for a per-trial epoch or
   minute budget and returns mAP50-95 and mAP50; an ``on_epoch_end`` hook lets the study prune.
@@ -108,23 +108,24 @@ class MeasuredLatency:
     """Times models on this host with the profiling core (see the module docstring)."""
 
     def __init__(self, imgsz: int, *, device: str = "cpu", threads: int = 1, estimator: str = "p10",
-                 target_ci: float = 0.03, min_time_s: float = 0.5, max_time_s: float = 5.0,
+                 target_ci: float = 0.03, min_rounds: int = 40, max_time_s: float = 5.0,
                  lock: TimingLock | None = None):
         self.imgsz, self.device, self.threads = imgsz, device, threads
         self.estimator, self.target_ci = estimator, target_ci
-        self.min_time_s, self.max_time_s = min_time_s, max_time_s
+        self.min_rounds, self.max_time_s = min_rounds, max_time_s
         self.lock = lock or TimingLock()
         self.source = "measured"
 
     def __call__(self, model: nn.Module, cfg: dict[str, Any] | None = None) -> LatencyEstimate:
-        from latlab.profiling.timer import Timer
+        from latlab.profiling.compare import run_interleaved
 
         x = torch.zeros(1, 3, self.imgsz, self.imgsz)
         with self.lock.hold(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            timer = Timer(model, x, device=self.device, threads=self.threads)
-            m = timer.measure(self.target_ci, min_time_s=self.min_time_s, max_time_s=self.max_time_s,
-                              estimator=self.estimator)
+            run = run_interleaved({"candidate": model}, x, budget_s=self.max_time_s, min_rounds=self.min_rounds,
+                                  target_ci=self.target_ci, estimator=self.estimator, device=self.device,
+                                  threads=self.threads, progress=False)
+            m = run.measurements["candidate"]
         notes = list(dict.fromkeys([*m.warnings, *(str(w.message) for w in caught)]))
         return LatencyEstimate(m.estimate_ms, m.ci_low_ms, m.ci_high_ms, m.median_ms, m.estimator, self.source,
                                m.threads, m.device, m.n, notes)

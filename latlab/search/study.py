@@ -51,6 +51,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from latlab.errors import LatlabError, SearchError
 from latlab.fingerprint import device_fingerprint, hardware_key
+from latlab.profiling.allocator import steady_cpu_allocator
 from latlab.runs import RESULTS_ROOT
 from latlab.search.objectives import (
     LatencyEstimate,
@@ -647,6 +648,8 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
     t_start = time.perf_counter()
     space = load_space(s.space)
     kind, lut_path = parse_latency_source(s.latency)
+    if s.device == "cpu":
+        steady_cpu_allocator()  # before the fingerprint, which records it
     fp = device_fingerprint(s.threads, s.device)
     hw = hardware_key(fp)
     if kind == "lut":
