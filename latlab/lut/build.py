@@ -40,7 +40,7 @@ from latlab.profiling.allocator import steady_cpu_allocator
 DEFAULT_IMGSZ = 160
 DEFAULT_ROUNDS = 60
 DEFAULT_BATCH = 12
-DEFAULT_CALIB = 16
+DEFAULT_CALIB = 30
 CALIB_SEED = 1
 PROTOCOL_KEYS = ("engine", "rounds", "batch", "warmup_rounds", "calls_per_round", "estimator")
 

@@ -8,7 +8,8 @@ Kendall τ against the measurements.
 
 Result columns (``CheckResult.models``): ``arch``, ``arch_hash``, ``measured_ms``, ``measured_median_ms``,
 ``sum_ms``, ``predicted_ms``, ``sum_err_pct``, ``pred_err_pct`` (signed, prediction / measured − 1),
-``madds``, ``mac_bytes``, ``measured_now`` (blocks timed on the fly). ``metrics`` has one row per predictor
+``madds``, ``mac_bytes``, ``measured_now`` (blocks timed on the fly), ``speed_factor`` (the machine's speed
+during the measurement relative to its reference; ``latlab.profiling.speed``). ``metrics`` has one row per predictor
 (``raw_sum``, ``calibrated``): ``within_5_pct``, ``within_10_pct``, ``mape_pct``, ``spearman``, ``kendall``,
 ``n``.
 """
@@ -92,7 +93,8 @@ def check_table(lut: str | Path | LatencyTable, *, space: Any = None, n: int = 5
                      "measured_median_ms": m.median_ms, "sum_ms": p.sum_ms, "predicted_ms": p.predicted_ms,
                      "sum_err_pct": 100.0 * (p.sum_ms / m.estimate_ms - 1),
                      "pred_err_pct": 100.0 * (p.predicted_ms / m.estimate_ms - 1),
-                     "madds": p.madds, "mac_bytes": p.mac_bytes, "measured_now": len(p.measured_now)})
+                     "madds": p.madds, "mac_bytes": p.mac_bytes, "measured_now": len(p.measured_now),
+                     "speed_factor": m.speed_factor})
     df = pd.DataFrame(rows)
     metrics = pd.DataFrame([
         {"predictor": "raw_sum", **accuracy(df["sum_ms"].to_numpy(), df["measured_ms"].to_numpy())},

@@ -4,7 +4,9 @@ Why: on shared or virtualised machines the whole CPU speeds up and slows down by
 (co-tenants, frequency). Interleaving protects ratios measured together, but not absolute latencies
 measured at different times: a latency table built at 9:00 and checked at 9:20, or search trial 1 and trial
 80, disagree by that drift. So every interleaved measurement also times three fixed *anchor* nets in each
-round; the geometric mean of their ``p10`` now, over the same value stored the first time this machine
+round, each *warm* (an untimed call right before the timed one: a cold anchor's time depends on how much
+the other models of the round evicted from the caches, measured 1.4-1.7× slower among 50 detectors than
+beside one model, which is not machine speed); the geometric mean of their ``p10`` now, over the same value stored the first time this machine
 (hardware key, backend, device, threads, layout) was measured, is the ``speed_factor``; samples are divided
 by it. A factor of 1.05 means "the machine ran 5 % slower than its reference": the reported latency is what
 the model takes at reference speed, and the factor is reported beside it.
@@ -35,6 +37,7 @@ import torch
 from torch import nn
 
 ANCHOR_PREFIX = "__anchor"
+ANCHOR_PROTOCOL = 2  # part of the reference key: a changed anchor or protocol never reuses an old reference
 ANCHOR_IMGSZ = 160
 ANCHOR_ESTIMATOR_Q = 0.1
 STALE_FACTOR = 1.5
@@ -75,7 +78,8 @@ def reference_key(backend: str, device: str, threads: int, channels_last: bool) 
     from latlab.fingerprint import device_fingerprint, hardware_key
 
     layout = "cl" if channels_last else "cf"
-    return f"{hardware_key(device_fingerprint(threads, device))}-{backend}-{device}-t{threads}-{layout}"
+    fp = device_fingerprint(threads, device)
+    return f"{hardware_key(fp)}-{backend}-{device}-t{threads}-{layout}-a{ANCHOR_PROTOCOL}"
 
 
 def _anchor_ms(samples: dict[str, np.ndarray]) -> dict[str, float]:
