@@ -41,7 +41,8 @@ def test_anchor_nets_are_identical_in_every_call():
             assert torch.equal(pa, pb)
 
 
-def test_interleaved_run_divides_samples_by_the_factor_and_hides_the_anchors(monkeypatch):
+def test_interleaved_run_divides_samples_by_the_factor_and_hides_the_anchors(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATLAB_CACHE_DIR", str(tmp_path))
     net = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3))
     x = torch.randn(1, 3, 64, 64)
     first = run_interleaved({"net": net}, x, rounds=20, progress=False, check_busy=False)
