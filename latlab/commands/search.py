@@ -47,7 +47,7 @@ def run(
     imgsz: int = typer.Option(160, "--imgsz", help="Input size for latency and training."),
     minutes: float = typer.Option(None, "--minutes", help="Training budget per trial in minutes."),
     epochs: int = typer.Option(None, "--epochs", help="Training budget per trial in epochs (default 3)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda for latency (training stays on the CPU)."),
     latency: str = typer.Option("measured", "--latency", help="measured, or lut:FILE (latency table)."),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe, nsga2 or random."),
     seed: int = typer.Option(0, "--seed"),

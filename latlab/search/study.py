@@ -652,6 +652,9 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
         steady_cpu_allocator()  # before the fingerprint, which records it
     fp = device_fingerprint(s.threads, s.device)
     hw = hardware_key(fp)
+    if s.device.startswith("cuda"):
+        warnings.warn(f"--device {s.device} applies to latency only: candidates are trained on the CPU "
+                      "(the detection harness has no GPU path yet)", RuntimeWarning, stacklevel=2)
     if kind == "lut":
         predictor = load_lut_predictor(lut_path, imgsz=s.imgsz, threads=s.threads)  # type: ignore[arg-type]
         table = predictor.identity()
