@@ -7,8 +7,7 @@ to zero its activation buffers, and how many depends on the allocation history o
 drifts. On this project's machine (2 vCPU AMD EPYC, torch 2.13.0 CPU, 1 thread), 20 small conv nets at 160 px
 timed interleaved for 300 rounds: with glibc's defaults one net's p10 drifted from 3.1 to 4.7 ms within the
 pass and several nets ran 1.3-2.8x slower than with the fix below (net16: 8.5 ms vs 3.0 ms); with fixed
-thresholds every net's p10 stayed within a few percent of its own median over the whole pass, and the
-between-pass repeatability of the estimate went from 80-90 % to 100 % within ±5 % (``benchmarks/stability.py``).
+thresholds every net's p10 stayed within a few percent of its own median over the whole pass.
 
 A long-running inference server reaches the fixed-threshold state on its own (its one model keeps raising the
 threshold to its activation sizes); interleaving many models in one process keeps disturbing it. So latlab
