@@ -163,7 +163,8 @@ def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: 
     if anchors:
         key = reference_key(runner.backend, runner.device, threads, channels_last)
         factor, note = speed_factor({a: np.asarray(per_round[a]) for a in anchors}, key)
-        notes += [note] if note else []
+        if note:
+            notes.append(note)
     samples = {n: np.asarray(per_round[n], dtype=float) / factor for n in names}
     meas = {n: Measurement.from_samples(samples[n].ravel(), estimator=estimator, threads=threads,
                                         backend=runner.backend, device=runner.device,

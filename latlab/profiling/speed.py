@@ -4,19 +4,20 @@ Why: on shared or virtualised machines the whole CPU speeds up and slows down by
 (co-tenants, frequency). Interleaving protects ratios measured together, but not absolute latencies
 measured at different times: a latency table built at 9:00 and checked at 9:20, or search trial 1 and trial
 80, disagree by that drift. So every interleaved measurement also times three fixed *anchor* nets in each
-round, each *warm* (an untimed call right before the timed one: a cold anchor's time depends on how much
-the other models of the round evicted from the caches, measured 1.4-1.7× slower among 50 detectors than
-beside one model, which is not machine speed); the geometric mean of their ``p10`` now, over the same value stored the first time this machine
-(hardware key, backend, device, threads, layout) was measured, is the ``speed_factor``; samples are divided
-by it. A factor of 1.05 means "the machine ran 5 % slower than its reference": the reported latency is what
-the model takes at reference speed, and the factor is reported beside it.
+round. Each anchor is timed *warm* (an untimed call right before the timed one): timed cold, an anchor's
+time depended on how much the other models of the round evicted from the caches (factors 1.39 vs 1.67
+among two different sets of 50 detectors), which is not machine speed. The geometric mean over the anchors
+of their ``p10`` now, divided by the same value stored the first time this machine (hardware key, backend,
+device, threads, layout) was measured, is the ``speed_factor``; samples are divided by it. A factor of
+1.05 means "the machine ran 5 % slower than its reference": the reported latency is what the model takes at
+reference speed, and the factor is reported beside it.
 
-Measured on this project's machine (2 vCPU AMD EPYC, torch 2.13.0 CPU, 1 thread; 20 random conv nets at
-160 px timed in two interleaved passes, 4 repeats): the raw p10 repeated within ±5 % for 80-100 % of nets
-(worst 6.2 %, while the anchors moved 5 % between passes); divided by the anchor factor, 100 % in all four
-(worst 3.0 %). Across *processes* the correction is weaker, because each process also lays the anchors out
-in memory afresh: ShuffleNetV2 ×1.0 @160 in 5 processes spread 1.5-6.6 % normalised vs 6.4-7.0 % raw in
-the same runs (``benchmarks/stability.py --parts a``); anchors at 96 px tracked the model worse than at 160.
+Measured on this project's machine (2 vCPU AMD EPYC, torch 2.13.0 CPU, 1 thread) with this protocol
+(``benchmarks/stability.py``): 20 random conv nets at 160 px timed in two interleaved passes, 3 repeats,
+p10 repeated within ±5 % for 95 % / 100 % / 95 % of the nets (with no anchors, on the same day: 0 % / 70 % /
+100 %, whole passes moving together). Across *processes* the correction is weaker: ShuffleNetV2 ×1.0 @160
+in 5 processes spread 5.1 % (raw wall-clock 6-11 % in such runs), because each process lays the model and
+the anchors out in memory afresh and the cache-resident anchors do not feel memory-bandwidth contention.
 
 The reference lives in ``cache_dir()/speed/<key>.json`` (``LATLAB_CACHE_DIR`` overrides the folder); delete
 it to take a new one. Pass ``speed_reference=False`` to ``run_interleaved`` for raw wall-clock numbers.
@@ -24,6 +25,7 @@ it to take a new one. Pass ``speed_reference=False`` to ``run_interleaved`` for 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -36,15 +38,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from latlab.fingerprint import device_fingerprint, hardware_key
+from latlab.profiling.timer import estimate
+
 ANCHOR_PREFIX = "__anchor"
 ANCHOR_PROTOCOL = 2  # part of the reference key: a changed anchor or protocol never reuses an old reference
 ANCHOR_IMGSZ = 160
-ANCHOR_ESTIMATOR_Q = 0.1
+ANCHOR_ESTIMATOR = "p10"
 STALE_FACTOR = 1.5
 
 
 def cache_dir() -> Path:
-    """latlab's cache folder: ``$LATLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/latlab``, else ``~/.cache/latlab``."""
+    """latlab's cache folder: ``$LATLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/latlab``, else
+    ``~/.cache/latlab``."""
     if os.environ.get("LATLAB_CACHE_DIR"):
         return Path(os.environ["LATLAB_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -56,9 +62,9 @@ def _cbr(cin: int, cout: int, k: int = 3, s: int = 1, groups: int = 1) -> list[n
 
 
 def anchor_models() -> dict[str, nn.Module]:
-    """Three fixed small nets (dense convs; depthwise-separable; grouped 1×1 + channel-heavy), 1.0-1.4 ms each
-    on one core of this project's 2-vCPU EPYC at ``ANCHOR_IMGSZ``. Their weights do not matter to timing; they are seeded so
-    the nets are identical in every process."""
+    """Three fixed small nets (dense convs; depthwise-separable; grouped 1×1 + channel-heavy), 1.0-1.4 ms
+    each on one core of this project's 2-vCPU EPYC at ``ANCHOR_IMGSZ``. Their weights do not matter to
+    timing; they are seeded so the nets are identical in every process."""
     with torch.random.fork_rng():
         torch.manual_seed(1234)
         dense = nn.Sequential(*_cbr(3, 16, s=2), *_cbr(16, 32, s=2), *_cbr(32, 32), *_cbr(32, 64, s=2))
@@ -74,16 +80,16 @@ def anchor_input() -> torch.Tensor:
     return torch.zeros(1, 3, ANCHOR_IMGSZ, ANCHOR_IMGSZ)
 
 
+@functools.cache
 def reference_key(backend: str, device: str, threads: int, channels_last: bool) -> str:
-    from latlab.fingerprint import device_fingerprint, hardware_key
-
+    """The reference file's name; built from the hardware key, which cannot change within a process."""
     layout = "cl" if channels_last else "cf"
     fp = device_fingerprint(threads, device)
     return f"{hardware_key(fp)}-{backend}-{device}-t{threads}-{layout}-a{ANCHOR_PROTOCOL}"
 
 
 def _anchor_ms(samples: dict[str, np.ndarray]) -> dict[str, float]:
-    return {k: float(np.quantile(np.ravel(v), ANCHOR_ESTIMATOR_Q)) for k, v in samples.items()}
+    return {k: estimate(np.ravel(v), ANCHOR_ESTIMATOR) for k, v in samples.items()}
 
 
 def speed_factor(anchor_samples: dict[str, np.ndarray], key: str) -> tuple[float, str]:
