@@ -201,7 +201,7 @@ def postgres_url():
 
 def test_two_workers_share_a_postgres_study(tmp_path, data_dir, space_file, postgres_url):
     n = 4
-    args = ["run", "--mode", "pareto", "--trials", str(n), "--sampler", "random", "--space", str(space_file),
+    args = ["run", "--mode", "pareto", "--trials", str(n), "--space", str(space_file),  # --sampler auto: GP
             "--data", str(data_dir), "--baselines", "", "--imgsz", "64", "--epochs", "1", "--batch", "8",
             "--storage", postgres_url, "--study", "shared"]
     procs = [subprocess.Popen(_cli(args), cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,

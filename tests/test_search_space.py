@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import optuna
 import pytest
 import torch
 import yaml
@@ -181,3 +182,33 @@ def test_points_outside_the_space_are_refused():
     del p["sppf"]
     with pytest.raises(SearchError, match="lacks parameter"):
         SPACE.decode(p)
+
+
+def test_ordinal_encoding_suggests_positions_of_sorted_numbers():
+    # positions into the sorted lists of the default space: P4.width [64, 96, 128], neck.width
+    # [32, 48, 64, 96], P3.expansion [2, 3, 4, 6]; block type and booleans stay categorical
+    fixed = {name: (values[0] if name.endswith((".block", ".act", ".se", "type", "sppf")) else 0)
+             for name, values in SPACE.choices.items()}
+    fixed.update({"P4.width": 2, "neck.width": 3, "P3.expansion": 3, "P3.block": "mobilenetv2", "sppf": False})
+    cand = SPACE.suggest(optuna.trial.FixedTrial(fixed))
+    assert cand.point["P4.width"] == 128 and cand.point["neck.width"] == 96 and cand.point["P3.expansion"] == 6
+    assert cand.point["P3.block"] == "mobilenetv2" and cand.point["sppf"] is False
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    SPACE.suggest(trial)
+    dist = trial.distributions
+    assert dist["P4.width"] == optuna.distributions.IntDistribution(0, 2)
+    assert dist["neck.depth"] == optuna.distributions.IntDistribution(0, 1)
+    assert isinstance(dist["P4.block"], optuna.distributions.CategoricalDistribution)
+    assert isinstance(dist["sppf"], optuna.distributions.CategoricalDistribution)
+
+
+def test_categorical_encoding_keeps_values_as_parameters():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    trial = study.ask()
+    cand = SPACE.suggest(trial, "categorical")
+    assert trial.params == cand.point
+    assert trial.distributions["P4.width"] == optuna.distributions.CategoricalDistribution([64, 96, 128])
+    with pytest.raises(SearchError, match="parameter encoding 'onehot'"):
+        SPACE.suggest(trial, "onehot")

@@ -18,10 +18,12 @@ from latlab.errors import ConfigError, SearchError
 from latlab.fingerprint import device_fingerprint, hardware_key
 from latlab.search.export import beaten_by, best_trial, pareto_mask, trials_frame
 from latlab.search.objectives import TimingLock, parse_latency_source
-from latlab.search.regret import hypervolume_2d, pareto_front_2d
+from latlab.search.regret import ProxyObjective, hypervolume_2d, pareto_front_2d, regret_summary
+from latlab.search.space import load_space
 from latlab.search.study import (
     SearchSettings,
     _SearchOnlyStudy,
+    make_sampler,
     open_storage,
     parse_latency_budget,
     recover_dead_trials,
@@ -271,3 +273,35 @@ def test_table_latency_may_join_a_study_from_another_device(tmp_path, tiny_data,
     st.set_user_attr("latlab.hardware_key", hardware_key(device_fingerprint(1, "cpu")))
     with pytest.raises(SearchError, match="latency_kind: study has 'lut', this run 'measured'"):
         run_search(_settings(tmp_path, tiny_data, latency_budget_ms=1e-6, n_trials=3))
+
+
+def test_auto_sampler_is_gp_for_pareto_and_tpe_for_constrained():
+    assert SearchSettings(mode="pareto").sampler_name == "gp"
+    assert SearchSettings(mode="constrained", latency_budget_ms=5).sampler_name == "tpe"
+    assert SearchSettings(mode="pareto", sampler="nsga2").study_name == "pareto-nsga2"
+    assert isinstance(make_sampler("gp", 0, multi_objective=True).inner, optuna.samplers.GPSampler)
+
+
+def test_gp_sampler_models_the_space_past_its_startup_trials_and_ignores_baselines():
+    # 10 random start-up trials, then the GP proposes (it stores its proposal as a system attribute);
+    # a baseline trial without parameters sits in the study as in a real search
+    space = load_space()
+    objective = ProxyObjective(space)
+    study = optuna.create_study(directions=["minimize", "maximize"],
+                                sampler=make_sampler("gp", 0, multi_objective=True))
+    study.add_trial(optuna.trial.create_trial(values=[5.0, 0.2], user_attrs={"baseline": "yolov5n"}))
+    study.optimize(lambda t: objective(space.suggest(t).point), n_trials=12)
+    searched = [t for t in study.trials if "baseline" not in t.user_attrs]
+    assert len(searched) == 12 and all(t.state == optuna.trial.TrialState.COMPLETE for t in searched)
+    proposed = [t.number for t in searched if any(k.startswith("gp:relative_params") for k in t.system_attrs)]
+    assert proposed == [11, 12]  # trial 0 is the baseline, 1-10 are the random start-up
+
+
+def test_regret_summary_ratio_and_interval_by_hand():
+    rows = [{"sampler": s, "seed": i, "regret": r, "hv": 10 - r}
+            for s, regrets in (("random", [2.0, 4.0]), ("gp", [1.0, 2.0])) for i, r in enumerate(regrets)]
+    g = regret_summary(pd.DataFrame(rows)).set_index("sampler")
+    assert g.loc["gp", "regret_ratio"] == pytest.approx(1.5 / 3.0)
+    assert g.loc["gp", "hv_ratio"] == pytest.approx(8.5 / 7.0)
+    # every resample of seeds keeps gp at half of random, seed by seed
+    assert g.loc["gp", "ratio_lo"] == pytest.approx(0.5) and g.loc["gp", "ratio_hi"] == pytest.approx(0.5)

@@ -58,6 +58,12 @@ def _num(v: Any) -> float:
         return float("nan")
 
 
+def _point(t: optuna.trial.FrozenTrial) -> str:
+    """The sampled values as JSON (``point`` attribute; studies before the ordinal encoding: the params)."""
+    point = t.user_attrs.get("point") or t.params
+    return json.dumps(point, sort_keys=True) if point else ""
+
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """Every trial of ``study`` with the columns documented in the module docstring."""
     rows = []
@@ -68,7 +74,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "yaml_path": "", "latency_estimator": a.get("latency_estimator", ""),
             "latency_source": a.get("latency_source", ""), "feasible": a.get("feasible"),
             "baseline": a.get("baseline", ""), "cached_from": a.get("cached_from"), "retry_of": a.get("retry_of"),
-            "note": a.get("note", ""), "point": json.dumps(t.params, sort_keys=True) if t.params else "",
+            "note": a.get("note", ""), "point": _point(t),
         }
         for k in _NUM:
             row[k] = _num(a.get(k))

@@ -194,8 +194,8 @@ class ProxyObjective:
 
 def run_sampler(space: SearchSpace, sampler: str, seed: int, n_trials: int, objective: ProxyObjective, *,
                 population_size: int = 10) -> np.ndarray:
-    """(latency, accuracy) of ``n_trials`` points chosen by ``sampler`` ("random", "tpe", "nsga2"),
-    configured as ``latlab search`` configures it."""
+    """(latency, accuracy) of ``n_trials`` points chosen by ``sampler`` ("random", "gp", "tpe", "nsga2"),
+    configured and fed (ordinal parameter encoding) as ``latlab search`` configures and feeds it."""
     from latlab.search.study import make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -204,8 +204,7 @@ def run_sampler(space: SearchSpace, sampler: str, seed: int, n_trials: int, obje
                                                      population_size=population_size))
 
     def f(trial: optuna.Trial) -> tuple[float, float]:
-        point = {name: trial.suggest_categorical(name, values) for name, values in space.choices.items()}
-        return objective(point)
+        return objective(space.suggest(trial).point)
 
     study.optimize(f, n_trials=n_trials)
     return np.asarray([t.values for t in study.trials if t.values is not None], dtype=float)
@@ -217,7 +216,7 @@ def dense_sample(space: SearchSpace, objective: ProxyObjective, n: int, seed: in
     return np.asarray([objective(space.random_point(rng)) for _ in range(n)], dtype=float)
 
 
-def regret_table(space: SearchSpace, samplers: Iterable[str] = ("random", "tpe", "nsga2"),
+def regret_table(space: SearchSpace, samplers: Iterable[str] = ("random", "gp", "tpe", "nsga2"),
                  seeds: Iterable[int] = range(5), n_trials: int = 60, n_dense: int = 20000,
                  objective: ProxyObjective | None = None, population_size: int = 10) -> pd.DataFrame:
     """One row per (sampler, seed): ``hv``, ``regret`` = HV(true) − hv, ``n_trials``; the true front is
@@ -236,11 +235,18 @@ def regret_table(space: SearchSpace, samplers: Iterable[str] = ("random", "tpe",
     return pd.DataFrame(rows)
 
 
-def regret_summary(table: pd.DataFrame, baseline: str = "random") -> pd.DataFrame:
-    """Per sampler: mean and std of regret and hypervolume, and both as ratios to ``baseline``'s means."""
+def regret_summary(table: pd.DataFrame, baseline: str = "random", n_boot: int = 2000) -> pd.DataFrame:
+    """Per sampler: mean and std of regret and hypervolume, both as ratios to ``baseline``'s means, and a
+    95 % bootstrap interval of the regret ratio (``ratio_lo``, ``ratio_hi``: seeds resampled jointly)."""
     g = table.groupby("sampler", sort=False).agg(mean_regret=("regret", "mean"), std_regret=("regret", "std"),
                                                   mean_hv=("hv", "mean"), seeds=("seed", "count")).reset_index()
     base = g.set_index("sampler").loc[baseline]
     g["regret_ratio"] = g["mean_regret"] / base["mean_regret"]
     g["hv_ratio"] = g["mean_hv"] / base["mean_hv"]
+    wide = table.pivot(index="seed", columns="sampler", values="regret")
+    picks = np.random.default_rng(0).integers(0, len(wide), size=(n_boot, len(wide)))
+    boot = {s: wide[s].to_numpy()[picks].mean(axis=1) / wide[baseline].to_numpy()[picks].mean(axis=1)
+            for s in wide.columns}
+    g["ratio_lo"] = [float(np.percentile(boot[s], 2.5)) for s in g["sampler"]]
+    g["ratio_hi"] = [float(np.percentile(boot[s], 97.5)) for s in g["sampler"]]
     return g

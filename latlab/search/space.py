@@ -65,6 +65,13 @@ TOP_KEYS = {"name", "nc", "channel_divisor", "anchors", "stem", "stages", "sppf"
 DEFAULT_ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
 
 Chooser = Callable[[str, list[Any]], Any]
+ORDINAL, CATEGORICAL = "ordinal", "categorical"
+ENCODINGS = (ORDINAL, CATEGORICAL)
+
+
+def is_ordinal(values: list[Any]) -> bool:
+    """True for a choice list of two or more numbers (booleans are not numbers here)."""
+    return len(values) > 1 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,27 @@ class SearchSpace:
     def size(self) -> int:
         """Number of distinct points (ignored options included)."""
         return math.prod(len(v) for v in self.choices.values())
+
+    def suggest(self, trial: Any, encoding: str = ORDINAL) -> Candidate:
+        """Sample a point through an Optuna trial and decode it.
+
+        With ``encoding="ordinal"`` (what new studies use), a choice list of two or more numbers (widths,
+        depths, kernel, expansion) becomes an integer parameter holding the value's *position* in the sorted
+        list, so model-based samplers know that 64 lies between 48 and 96; everything else is categorical.
+        On the proxy benchmark (``benchmarks/bench_search_regret.py``, 60 trials) the GP sampler's
+        hypervolume regret was 0.77x random's with every choice categorical (10 seeds) and 0.56x with this
+        encoding (20 seeds). ``"categorical"`` is how studies made before it sampled.
+        ``trial.params`` then hold positions; the decoded values are in the candidate's ``point``."""
+        if encoding not in ENCODINGS:
+            raise SearchError(f"parameter encoding {encoding!r}: expected one of {', '.join(ENCODINGS)}")
+        point = {}
+        for name, values in self.choices.items():
+            if encoding == ORDINAL and is_ordinal(values):
+                ordered = sorted(values)
+                point[name] = ordered[trial.suggest_int(name, 0, len(ordered) - 1)]
+            else:
+                point[name] = trial.suggest_categorical(name, list(values))
+        return self.decode(point)
 
     def sample(self, choose: Chooser) -> Candidate:
         """Draw one value per parameter with ``choose(name, choices)`` (an Optuna trial's

@@ -4,7 +4,7 @@ Modes
     ``constrained``: maximise mAP50-95; the latency budget is an Optuna constraint
     (``trial.set_constraint("latency_ms", latency - budget)``, ≤ 0 feasible) and a pruner (median or
     successive halving) stops weak trainings on the per-epoch mAP. ``pareto``: minimise latency and maximise
-    mAP (NSGA-II or TPE); a budget, if given, is a constraint too. Pruning does not exist for
+    mAP (GP by default, NSGA-II or TPE); a budget, if given, is a constraint too. Pruning does not exist for
     multi-objective studies in Optuna, so ``pareto`` trials always train to their budget.
     ``--sampler random`` is the baseline sampler for both.
 
@@ -63,11 +63,14 @@ from latlab.search.objectives import (
     parse_latency_source,
     remove_dir,
 )
-from latlab.search.space import SearchSpace, arch_hash, load_space
+from latlab.search.space import CATEGORICAL, ORDINAL, SearchSpace, arch_hash, load_space
 
 DEFAULT_BASELINES = ("yolov5s-shufflenetv2", "yolov5s-ghost-backbone", "yolov5n")
 MODES = ("constrained", "pareto")
-SAMPLERS = ("tpe", "nsga2", "random")
+SAMPLERS = ("auto", "gp", "tpe", "nsga2", "random")
+# ``--sampler auto``: GP in pareto mode (lowest hypervolume regret on the proxy benchmark), TPE in constrained
+# mode (TPE learns from pruned trials; the GP sampler only from completed ones).
+AUTO_SAMPLER = {"pareto": "gp", "constrained": "tpe"}
 PRUNERS = ("median", "halving", "none")
 ATTR = "latlab."  # prefix of study user attributes
 MAX_RETRIES = 3
@@ -109,7 +112,7 @@ class SearchSettings:
     minutes: float | None = None
     device: str = "cpu"
     latency: str = "measured"
-    sampler: str = "tpe"
+    sampler: str = "auto"
     seed: int = 0
     resume: bool = False
     threads: int = 1
@@ -157,8 +160,13 @@ class SearchSettings:
         parse_latency_source(self.latency)
 
     @property
+    def sampler_name(self) -> str:
+        """The sampler that runs (``auto`` resolved by mode)."""
+        return AUTO_SAMPLER.get(self.mode, "tpe") if self.sampler == "auto" else self.sampler
+
+    @property
     def study_name(self) -> str:
-        return self.study or f"{self.mode}-{self.sampler}"
+        return self.study or f"{self.mode}-{self.sampler_name}"
 
 
 # ------------------------------------------------------------------------------------------- storage
@@ -289,18 +297,22 @@ class SearchOnlySampler(BaseSampler):
 
 def make_sampler(name: str, seed: int | None, *, multi_objective: bool, population_size: int = 10
                  ) -> BaseSampler:
-    """The Optuna sampler behind ``--sampler`` (TPE: multivariate with constant liar for parallel workers)."""
+    """The Optuna sampler behind ``--sampler`` (TPE: multivariate with constant liar for parallel workers;
+    GP: Optuna's Gaussian-process sampler, log-EHVI for two objectives, constraints from ``set_constraint``,
+    running trials of other workers taken into account)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # multivariate / constant_liar are flagged experimental
-        if name == "tpe":
-            inner: BaseSampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
+        if name == "gp":
+            inner: BaseSampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=10)
+        elif name == "tpe":
+            inner = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
                                                             n_startup_trials=10)
         elif name == "nsga2":
             inner = optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size)
         elif name == "random":
             inner = optuna.samplers.RandomSampler(seed=seed)
         else:
-            raise SearchError(f"--sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
+            raise SearchError(f"--sampler {name!r}: expected one of {', '.join(SAMPLERS[1:])}")
     return SearchOnlySampler(inner)
 
 
@@ -433,9 +445,9 @@ class _Objective:
     """Evaluates one trial (see the module docstring for the steps)."""
 
     def __init__(self, settings: SearchSettings, space: SearchSpace, latency: Callable[..., LatencyEstimate],
-                 accuracy: TrainedAccuracy, workdir: Path, hw_key: str):
+                 accuracy: TrainedAccuracy, workdir: Path, hw_key: str, encoding: str = ORDINAL):
         self.s, self.space, self.latency, self.accuracy = settings, space, latency, accuracy
-        self.workdir, self.hw_key = workdir, hw_key
+        self.workdir, self.hw_key, self.encoding = workdir, hw_key, encoding
         self.budget = settings.latency_budget_ms
         self.multi = settings.mode == "pareto"
 
@@ -467,8 +479,9 @@ class _Objective:
             cfg = _baseline_cfg(baseline, self.space.nc)
             arch, h = f"baseline:{baseline}", arch_hash(cfg)
         else:
-            cand = self.space.sample(trial.suggest_categorical)
+            cand = self.space.suggest(trial, self.encoding)
             cfg, arch, h = cand.cfg, cand.arch, cand.arch_hash
+            trial.set_user_attr("point", cand.point)
         trial.set_user_attr("arch", arch)
         trial.set_user_attr("arch_hash", h)
         trial.set_user_attr("cfg", cfg)
@@ -551,6 +564,7 @@ def _study_attrs(s: SearchSettings, space: SearchSpace, latency_source: str, fp:
         "space_name": space.name, "latency_budget_ms": s.latency_budget_ms, "nc": space.nc,
         "train_budget": accuracy.budget(), "baselines": list(s.baselines), "estimator": s.estimator,
         "threads": s.threads, "device": s.device, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "param_encoding": ORDINAL,
     }
 
 
@@ -682,13 +696,16 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
                 study.enqueue_trial({}, user_attrs={"baseline": name})
         n_before = len(study.get_trials(deepcopy=False))
         seed = s.seed if created else s.seed + 7919 * n_before + os.getpid()
-        study.sampler = make_sampler(s.sampler, seed, multi_objective=s.mode == "pareto",
+        study.sampler = make_sampler(s.sampler_name, seed, multi_objective=s.mode == "pareto",
                                      population_size=s.population_size)
         study.pruner = make_pruner(s.pruner, s.mode)
         if on_start is not None:
             on_start({"study": s.study_name, "storage": info.location, "kind": info.kind, "created": created,
                       "trials_before": n_before, "target": n_target, "hardware_key": hw})
-        objective = _Objective(s, space, latency, accuracy, workdir, hw)
+        # studies created before the ordinal encoding keep sampling categorically (Optuna refuses to mix
+        # two distributions under one parameter name)
+        encoding = study.user_attrs.get(ATTR + "param_encoding", CATEGORICAL)
+        objective = _Objective(s, space, latency, accuracy, workdir, hw, encoding)
         deadline = time.monotonic() + s.hours * 3600 if s.hours else None
         ran, consecutive_fail, last_error = 0, 0, ""
         reported: set[int] = set()
