@@ -133,3 +133,22 @@ def test_cli_cuda_without_gpu_is_one_line_exit_2(capsys):
     assert main(["profile", "yolov5n", "--device", "cuda"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no CUDA GPU is available" in err and len(err.splitlines()) == 1
+
+
+def test_cli_compare_writes_ratio_and_both_models(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    rc = main(["compare", "yolov5n", "yolov5n", "--imgsz", "64", "--budget", "0.3", "--json", "--out", str(out)])
+    assert rc == 0
+    payload = json.loads(capsys.readouterr().out)
+    c = payload["comparison"]
+    assert (c["model_a"], c["model_b"]) == ("A:yolov5n", "B:yolov5n")  # one config twice: an A/A check
+    assert c["ratio"] == pytest.approx(c["a_ms"] / c["b_ms"]) and c["ci_low"] <= c["ratio"] <= c["ci_high"]
+    assert [m["model"] for m in payload["models"]] == ["A:yolov5n", "B:yolov5n"]
+    assert {"comparison.csv", "models.csv", "meta.json"} <= {p.name for p in out.iterdir()}
+    assert json.loads((out / "meta.json").read_text())["job"] == "compare"
+
+
+def test_cli_compare_names_the_model_whose_imgsz_is_wrong(capsys):
+    assert main(["compare", "mobilenet_v2", "yolov5n", "--imgsz", "100"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == ["error: yolov5n: imgsz 100 is not a multiple of the model's max stride 32; try 96"]

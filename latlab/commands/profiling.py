@@ -1,7 +1,9 @@
-"""``latlab profile``: end-to-end latency of a model, optionally per layer and per op category.
+"""``latlab profile``: end-to-end latency of a model, optionally per layer and per op category;
+``latlab compare``: two models timed interleaved, their latency ratio with a bootstrap CI.
 
-Parse arguments → ``latlab.profiling.layerwise.profile_model`` → rich tables (or JSON) → a run folder with
-CSV tables and ``meta.json`` (default ``results/profile/<timestamp>/``).
+Parse arguments → ``latlab.profiling.layerwise.profile_model`` / ``compare_models`` → rich tables (or JSON)
+→ a run folder with CSV tables and ``meta.json`` (default ``results/profile/<timestamp>/``,
+``results/compare/<timestamp>/``).
 """
 
 from __future__ import annotations
@@ -14,25 +16,43 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from latlab.profiling.layerwise import ProfileResult, profile_model
-from latlab.profiling.timer import DEFAULT_ESTIMATOR, ESTIMATORS
+from latlab.profiling.compare import Comparison
+from latlab.profiling.layerwise import ProfileResult, compare_models, profile_model
+from latlab.profiling.timer import DEFAULT_ESTIMATOR, ESTIMATORS, Measurement
 from latlab.runs import RunWriter, new_run_dir
 
 console = Console()
+# options shared by `profile` and `compare` (one definition, one help text)
+DEVICE_OPT = typer.Option("cpu", help="cpu or cuda.")
+BACKEND_OPT = typer.Option("torch", help="torch or onnxruntime (needs `pip install latlab[onnx]`).")
+THREADS_OPT = typer.Option(1, help="Intra-op threads (torch.set_num_threads / ORT intra_op).")
+ESTIMATOR_OPT = typer.Option(DEFAULT_ESTIMATOR, help=f"One of {', '.join(ESTIMATORS)}.")
+BUDGET_OPT = typer.Option(10.0, help="Seconds of timing for the interleaved rounds.")
+CHANNELS_LAST_OPT = typer.Option(False, "--channels-last", help="channels_last memory format.")
+JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of tables.")
 
 
 def _ms(v: float) -> str:
     return f"{v:.3f}"
 
 
+def _measurement_table(title: str, rows: dict[str, Measurement]) -> Table:
+    """One row per named measurement: estimate with its CI, median, p90, IQR, cv, n, speed factor."""
+    m0 = next(iter(rows.values()))
+    t = Table(title=title)
+    t.add_column("model", justify="left")
+    for col in (f"{m0.estimator} ms", "95% CI", "median ms", "p90 ms", "IQR ms", "cv", "n", "speed factor"):
+        t.add_column(col, justify="right")
+    for name, m in rows.items():
+        t.add_row(name, _ms(m.estimate_ms), f"{_ms(m.ci_low_ms)}-{_ms(m.ci_high_ms)}", _ms(m.median_ms),
+                  _ms(m.p90_ms), _ms(m.iqr_ms), f"{m.cv:.2f}", str(m.n), f"{m.speed_factor:.3f}")
+    return t
+
+
 def _latency_table(r: ProfileResult) -> Table:
     m = r.end_to_end
-    t = Table(title=f"{r.name} @ {r.imgsz}×{r.imgsz}: {m.backend} / {m.device}, {m.threads} thread(s)")
-    for col in (f"{m.estimator} ms", "95% CI", "median ms", "p90 ms", "IQR ms", "cv", "n"):
-        t.add_column(col, justify="right")
-    t.add_row(_ms(m.estimate_ms), f"{_ms(m.ci_low_ms)}-{_ms(m.ci_high_ms)}", _ms(m.median_ms), _ms(m.p90_ms),
-              _ms(m.iqr_ms), f"{m.cv:.2f}", str(m.n))
-    return t
+    return _measurement_table(f"{r.name} @ {r.imgsz}×{r.imgsz}: {m.backend} / {m.device}, {m.threads} thread(s)",
+                              {r.name: m})
 
 
 def _layers_table(r: ProfileResult) -> Table:
@@ -62,15 +82,15 @@ def _ops_table(r: ProfileResult) -> Table:
 def profile(
     config: str = typer.Argument(..., help="Zoo name or path to a model YAML."),
     imgsz: int = typer.Option(None, help="Square input size (default: the config's, else 640 / 224)."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    backend: str = typer.Option("torch", help="torch or onnxruntime (needs `pip install latlab[onnx]`)."),
-    threads: int = typer.Option(1, help="Intra-op threads (torch.set_num_threads / ORT intra_op)."),
+    device: str = DEVICE_OPT,
+    backend: str = BACKEND_OPT,
+    threads: int = THREADS_OPT,
     per_layer: bool = typer.Option(False, "--per-layer", help="Time every YAML layer on its real input."),
     ops: bool = typer.Option(False, "--ops", help="torch.profiler breakdown by op category."),
-    estimator: str = typer.Option(DEFAULT_ESTIMATOR, help=f"One of {', '.join(ESTIMATORS)}."),
-    budget: float = typer.Option(10.0, help="Seconds of timing for the interleaved rounds."),
-    channels_last: bool = typer.Option(False, "--channels-last", help="channels_last memory format."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    estimator: str = ESTIMATOR_OPT,
+    budget: float = BUDGET_OPT,
+    channels_last: bool = CHANNELS_LAST_OPT,
+    json_out: bool = JSON_OPT,
     out: Path = typer.Option(None, help="Run folder to write (default results/profile/<timestamp>/)."),
 ) -> None:
     """Measure a model's latency (estimator, CI, spread) and optionally where the time goes."""
@@ -101,5 +121,48 @@ def profile(
     console.print(f"saved to {run_dir}")
 
 
+def compare_cmd(
+    config_a: str = typer.Argument(..., help="Model A: zoo name or path to a model YAML."),
+    config_b: str = typer.Argument(..., help="Model B: zoo name or path to a model YAML."),
+    imgsz: int = typer.Option(None, help="Square input size for both (default: model A's default)."),
+    device: str = DEVICE_OPT,
+    backend: str = BACKEND_OPT,
+    threads: int = THREADS_OPT,
+    estimator: str = ESTIMATOR_OPT,
+    budget: float = BUDGET_OPT,
+    channels_last: bool = CHANNELS_LAST_OPT,
+    json_out: bool = JSON_OPT,
+    out: Path = typer.Option(None, help="Run folder to write (default results/compare/<timestamp>/)."),
+) -> None:
+    """Time two models interleaved in one process: latency ratio A/B with a bootstrap CI. Use this to
+    compare models: separate processes on a shared machine differ by several per cent."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="machine is busy", category=RuntimeWarning)
+        c: Comparison = compare_models(config_a, config_b, imgsz=imgsz, device=device, backend=backend,
+                                       threads=threads, estimator=estimator, budget_s=budget,
+                                       channels_last=channels_last, progress=not json_out)
+    import pandas as pd
+
+    run_dir = out if out is not None else new_run_dir("compare")
+    writer = RunWriter(Path(run_dir), "compare", threads=threads, device=device)
+    comparison = pd.DataFrame([{**c.to_row(), "speed_factor": c.a.speed_factor}])
+    models = pd.DataFrame([{"model": n, **m.to_row()} for n, m in ((c.name_a, c.a), (c.name_b, c.b))])
+    writer.save_table(comparison, "comparison")
+    writer.save_table(models, "models")
+    writer.write_meta(model_a=config_a, model_b=config_b, imgsz=imgsz, estimator=estimator, budget_s=budget,
+                      backend=backend, channels_last=channels_last)
+    if json_out:
+        print(json.dumps({"run_dir": str(run_dir), "comparison": comparison.to_dict(orient="records")[0],
+                          "models": models.to_dict(orient="records")}, indent=2, default=str))
+        return
+    console.print(_measurement_table(f"{c.a.backend} / {c.a.device}, {c.a.threads} thread(s), interleaved",
+                                     {c.name_a: c.a, c.name_b: c.b}))
+    console.print(c.summary())
+    for w in dict.fromkeys(c.a.warnings + c.b.warnings):
+        console.print(f"[yellow]warning:[/] {w}")
+    console.print(f"saved to {run_dir}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("profile")(profile)
+    app.command("compare")(compare_cmd)

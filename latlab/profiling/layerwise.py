@@ -30,7 +30,7 @@ from latlab.errors import ConfigError, DeviceError
 from latlab.ops.model import check_imgsz, default_imgsz
 from latlab.profiling.backends import call_with, get_runner, map_tensors
 from latlab.profiling.categories import conv_category, is_conv_op, op_category
-from latlab.profiling.compare import run_interleaved
+from latlab.profiling.compare import Comparison, compare, run_interleaved
 from latlab.profiling.timer import DEFAULT_ESTIMATOR, Measurement, check_estimator
 
 E2E = "(end-to-end)"
@@ -339,3 +339,27 @@ def profile_model(cfg: Any, *, imgsz: int | None = None, device: str = "cpu", ba
         op_breakdown = profile_ops(model, x, threads=threads, channels_last=channels_last, end_to_end=e2e)
     latency = pd.DataFrame([{"model": name, "imgsz": size, "batch": batch, **e2e.to_row()}])
     return ProfileResult(name, size, latency, e2e, layers, op_breakdown, list(dict.fromkeys(e2e.warnings + notes)))
+
+
+def compare_models(cfg_a: Any, cfg_b: Any, *, imgsz: int | None = None, device: str = "cpu",
+                   backend: str = "torch", threads: int = 1, estimator: str = DEFAULT_ESTIMATOR,
+                   budget_s: float = 10.0, channels_last: bool = False, progress: bool = True) -> Comparison:
+    """Build two models (zoo names, YAML paths, dicts or modules) and time them interleaved on one input
+    size; see ``latlab compare``. ``imgsz`` defaults to the first model's default size and must suit both."""
+    check_estimator(estimator)
+    get_runner(backend, device, threads=threads)
+    from latlab.ops.builder import as_model
+
+    (a, name_a), (b, name_b) = as_model(cfg_a), as_model(cfg_b)
+    if name_a == name_b:
+        name_a, name_b = f"A:{name_a}", f"B:{name_b}"
+    size = imgsz or default_imgsz(a)
+    check_imgsz(a, size, name_a)
+    check_imgsz(b, size, name_b)
+    channels = getattr(a, "in_channels", 3)
+    if getattr(b, "in_channels", 3) != channels:
+        raise ConfigError(f"{name_a} takes {channels} input channels, {name_b} {getattr(b, 'in_channels', 3)}: "
+                          "compare needs models with the same input")
+    x = torch.randn(1, channels, size, size)
+    return compare(a, b, x, names=(name_a, name_b), budget_s=budget_s, estimator=estimator, backend=backend,
+                   device=device, threads=threads, channels_last=channels_last, progress=progress)

@@ -14,10 +14,13 @@ reference speed, and the factor is reported beside it.
 
 Measured on this project's machine (2 vCPU AMD EPYC, torch 2.13.0 CPU, 1 thread) with this protocol
 (``benchmarks/stability.py``): 20 random conv nets at 160 px timed in two interleaved passes, 3 repeats,
-p10 repeated within ±5 % for 95 % / 100 % / 95 % of the nets (with no anchors, on the same day: 0 % / 70 % /
-100 %, whole passes moving together). Across *processes* the correction is weaker: ShuffleNetV2 ×1.0 @160
-in 5 processes spread 5.1 % (raw wall-clock 6-11 % in such runs), because each process lays the model and
-the anchors out in memory afresh and the cache-resident anchors do not feel memory-bandwidth contention.
+p10 repeated within ±5 % for 95-100 % of the nets in six repeats over two days (with no anchors, on the
+same day: 0 % / 70 % / 100 %, whole passes moving together). Across *processes* the correction is weaker:
+ShuffleNetV2 ×1.0 @160 in 5 processes spread 5.1 % and 6.6 % (raw wall-clock 6-17 %). Not memory layout
+(four copies of one model in one process agree within 0.5 %) nor the vCPU (pinning changed nothing): the
+machine's slowdowns differ between workloads. Over 22 processes, three zoo models' latencies moved with
+slopes 0.64-0.88 of the anchors' factor, not 1, leaving 1.7-2.8 % standard deviation per process after the
+correction; a memory-heavy or a large dense anchor did not reduce it for all three.
 
 The reference lives in ``cache_dir()/speed/<key>.json`` (``LATLAB_CACHE_DIR`` overrides the folder); delete
 it to take a new one. Pass ``speed_reference=False`` to ``run_interleaved`` for raw wall-clock numbers.
