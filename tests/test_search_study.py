@@ -305,3 +305,35 @@ def test_regret_summary_ratio_and_interval_by_hand():
     assert g.loc["gp", "hv_ratio"] == pytest.approx(8.5 / 7.0)
     # every resample of seeds keeps gp at half of random, seed by seed
     assert g.loc["gp", "ratio_lo"] == pytest.approx(0.5) and g.loc["gp", "ratio_hi"] == pytest.approx(0.5)
+
+
+def _load(tmp_path, name: str) -> optuna.Study:
+    info = open_storage(str(tmp_path / "results" / "search" / name / "journal.log"), name)
+    return optuna.load_study(study_name=name, storage=info.storage)
+
+
+def test_new_studies_sample_positions_and_older_studies_keep_sampling_categorically(tmp_path, tiny_data,
+                                                                                    monkeypatch):
+    import latlab.search.study as study_mod
+
+    space = {**TINY_SPACE, "stages": [{**TINY_SPACE["stages"][0], "width": [16, 24]}, *TINY_SPACE["stages"][1:]]}
+    fast = dict(space=space, latency_budget_ms=0.001)  # over budget: timed and counted, never trained
+    run_search(_settings(tmp_path, tiny_data, n_trials=1, study="new", **fast))
+    new = _load(tmp_path, "new")
+    assert new.user_attrs["latlab.param_encoding"] == "ordinal"
+    t = new.trials[0]
+    assert t.distributions["P3.width"] == optuna.distributions.IntDistribution(0, 1)
+    assert t.user_attrs["point"]["P3.width"] == [16, 24][t.params["P3.width"]]
+
+    # a study made before the encoding existed has no such attribute and categorical parameters
+    make_attrs = study_mod._study_attrs
+    monkeypatch.setattr(study_mod, "_study_attrs", lambda *a: {k: v for k, v in make_attrs(*a).items()
+                                                               if k != "param_encoding"})
+    run_search(_settings(tmp_path, tiny_data, n_trials=1, study="old", **fast))
+    monkeypatch.undo()
+    res = run_search(_settings(tmp_path, tiny_data, n_trials=3, study="old", resume=True, **fast))
+    assert len(res.trials) == 3 and (res.trials["state"] == "COMPLETE").all()
+    old = _load(tmp_path, "old")
+    assert "latlab.param_encoding" not in old.user_attrs
+    assert all(t.distributions["P3.width"] == optuna.distributions.CategoricalDistribution([16, 24])
+               for t in old.trials)
