@@ -145,7 +145,7 @@ def compare_cmd(
 
     run_dir = out if out is not None else new_run_dir("compare")
     writer = RunWriter(Path(run_dir), "compare", threads=threads, device=device)
-    comparison = pd.DataFrame([{**c.to_row(), "speed_factor": c.a.speed_factor}])
+    comparison = pd.DataFrame([c.to_row()])
     models = pd.DataFrame([{"model": n, **m.to_row()} for n, m in ((c.name_a, c.a), (c.name_b, c.b))])
     writer.save_table(comparison, "comparison")
     writer.save_table(models, "models")

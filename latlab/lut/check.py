@@ -9,8 +9,8 @@ Kendall τ against the measurements.
 Result columns (``CheckResult.models``): ``arch``, ``arch_hash``, ``measured_ms``, ``measured_median_ms``,
 ``sum_ms``, ``predicted_ms``, ``sum_err_pct``, ``pred_err_pct`` (signed, prediction / measured − 1),
 ``madds``, ``mac_bytes``, ``measured_now`` (blocks timed on the fly), ``speed_factor`` (the machine's speed
-during the measurement relative to its reference; ``latlab.profiling.speed``). ``metrics`` has one row per predictor
-(``raw_sum``, ``calibrated``): ``within_5_pct``, ``within_10_pct``, ``mape_pct``, ``spearman``, ``kendall``,
+during the measurement relative to its reference; ``latlab.profiling.speed``). ``metrics`` has one row per
+predictor (``raw_sum``, ``calibrated``): ``within_5_pct``, ``within_10_pct``, ``mape_pct``, ``spearman``, ``kendall``,
 ``n``.
 """
 

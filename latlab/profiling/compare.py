@@ -240,7 +240,8 @@ class Comparison:
         return {"model_a": self.name_a, "model_b": self.name_b, "estimator": self.estimator,
                 "a_ms": self.a.estimate_ms, "b_ms": self.b.estimate_ms, "ratio": self.ratio,
                 "ci_low": self.ci_low, "ci_high": self.ci_high, "rounds": self.rounds,
-                "threads": self.a.threads, "backend": self.a.backend, "device": self.a.device}
+                "threads": self.a.threads, "backend": self.a.backend, "device": self.a.device,
+                "speed_factor": self.a.speed_factor}
 
     def summary(self) -> str:
         faster, factor = (self.name_a, 1 / self.ratio) if self.ratio < 1 else (self.name_b, self.ratio)

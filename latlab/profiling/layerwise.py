@@ -309,6 +309,13 @@ class ProfileResult:
         return m
 
 
+def example_input(model: nn.Module, imgsz: int, name: str, batch: int = 1) -> torch.Tensor:
+    """A random ``batch×C×imgsz×imgsz`` input for ``model`` (C from its ``in_channels``, default 3), after
+    checking that ``imgsz`` suits it (``ConfigError`` naming ``name`` otherwise)."""
+    check_imgsz(model, imgsz, name)
+    return torch.randn(batch, getattr(model, "in_channels", 3), imgsz, imgsz)
+
+
 def profile_model(cfg: Any, *, imgsz: int | None = None, device: str = "cpu", backend: str = "torch",
                   threads: int = 1, per_layer: bool = False, ops: bool = False,
                   estimator: str = DEFAULT_ESTIMATOR, budget_s: float = 10.0, channels_last: bool = False,
@@ -324,8 +331,7 @@ def profile_model(cfg: Any, *, imgsz: int | None = None, device: str = "cpu", ba
 
     model, name = as_model(cfg)
     size = imgsz or default_imgsz(model)
-    check_imgsz(model, size, name)
-    x = torch.randn(batch, getattr(model, "in_channels", 3), size, size)
+    x = example_input(model, size, name, batch)
     layers = op_breakdown = None
     if per_layer:
         layers = profile_layers(model, x, estimator=estimator, threads=threads, device=device,
@@ -354,12 +360,9 @@ def compare_models(cfg_a: Any, cfg_b: Any, *, imgsz: int | None = None, device: 
     if name_a == name_b:
         name_a, name_b = f"A:{name_a}", f"B:{name_b}"
     size = imgsz or default_imgsz(a)
-    check_imgsz(a, size, name_a)
-    check_imgsz(b, size, name_b)
-    channels = getattr(a, "in_channels", 3)
-    if getattr(b, "in_channels", 3) != channels:
-        raise ConfigError(f"{name_a} takes {channels} input channels, {name_b} {getattr(b, 'in_channels', 3)}: "
+    x, xb = example_input(a, size, name_a), example_input(b, size, name_b)
+    if x.shape != xb.shape:
+        raise ConfigError(f"{name_a} takes {x.shape[1]} input channels, {name_b} {xb.shape[1]}: "
                           "compare needs models with the same input")
-    x = torch.randn(1, channels, size, size)
     return compare(a, b, x, names=(name_a, name_b), budget_s=budget_s, estimator=estimator, backend=backend,
                    device=device, threads=threads, channels_last=channels_last, progress=progress)

@@ -2,8 +2,9 @@
 
 - :class:`MeasuredLatency` times a built model with the profiling core's interleaved engine
   (``run_interleaved``: one input of ``1×3×imgsz×imgsz``, fixed thread count, low-percentile estimator with a
-  95 % CI, median beside it, latency at the machine's reference speed so trials timed an hour apart compare). A :class:`TimingLock` (``fcntl`` on a host-wide file) makes sure two search workers on one
-  host never time at the same moment; training may overlap.
+  95 % CI, median beside it, latency at the machine's reference speed so trials timed an hour apart
+  compare). A :class:`TimingLock` (``fcntl`` on a host-wide file) makes sure two search workers on one host
+  never time at the same moment; training may overlap.
 - ``lut:FILE`` latency comes from a :class:`LatencyPredictor` (the latency-table work implements it as
   ``latlab.lut.load_predictor(path)``).
 - :func:`count_candidate` stores ``params``, ``madds``, ``flops`` and ``mac_bytes`` from the counter.

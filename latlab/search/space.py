@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +64,6 @@ STAGE_KEYS = ("block", "depth", "width", "kernel", "expansion", "se", "act")
 TOP_KEYS = {"name", "nc", "channel_divisor", "anchors", "stem", "stages", "sppf", "neck", "description"}
 DEFAULT_ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
 
-Chooser = Callable[[str, list[Any]], Any]
 ORDINAL, CATEGORICAL = "ordinal", "categorical"
 ENCODINGS = (ORDINAL, CATEGORICAL)
 
@@ -128,12 +127,6 @@ class SearchSpace:
                 point[name] = ordered[trial.suggest_int(name, 0, len(ordered) - 1)]
             else:
                 point[name] = trial.suggest_categorical(name, list(values))
-        return self.decode(point)
-
-    def sample(self, choose: Chooser) -> Candidate:
-        """Draw one value per parameter with ``choose(name, choices)`` (an Optuna trial's
-        ``suggest_categorical`` or a random generator) and decode the point."""
-        point = {name: choose(name, list(values)) for name, values in self.choices.items()}
         return self.decode(point)
 
     def random_point(self, rng: Any) -> dict[str, Any]:

@@ -67,7 +67,8 @@ from latlab.search.space import CATEGORICAL, ORDINAL, SearchSpace, arch_hash, lo
 
 DEFAULT_BASELINES = ("yolov5s-shufflenetv2", "yolov5s-ghost-backbone", "yolov5n")
 MODES = ("constrained", "pareto")
-SAMPLERS = ("auto", "gp", "tpe", "nsga2", "random")
+RUNNABLE_SAMPLERS = ("gp", "tpe", "nsga2", "random")
+SAMPLERS = ("auto", *RUNNABLE_SAMPLERS)
 # ``--sampler auto``: GP in pareto mode (lowest hypervolume regret on the proxy benchmark), TPE in constrained
 # mode (TPE learns from pruned trials; the GP sampler only from completed ones).
 AUTO_SAMPLER = {"pareto": "gp", "constrained": "tpe"}
@@ -306,13 +307,13 @@ def make_sampler(name: str, seed: int | None, *, multi_objective: bool, populati
             inner: BaseSampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=10)
         elif name == "tpe":
             inner = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
-                                                            n_startup_trials=10)
+                                               n_startup_trials=10)
         elif name == "nsga2":
             inner = optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size)
         elif name == "random":
             inner = optuna.samplers.RandomSampler(seed=seed)
         else:
-            raise SearchError(f"--sampler {name!r}: expected one of {', '.join(SAMPLERS[1:])}")
+            raise SearchError(f"--sampler {name!r}: expected one of {', '.join(RUNNABLE_SAMPLERS)}")
     return SearchOnlySampler(inner)
 
 
