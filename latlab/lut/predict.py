@@ -2,9 +2,9 @@
 
 Every YAML layer is a table entry (stem, backbone blocks, neck, head), so the raw prediction is the sum over
 the model's units (:func:`latlab.lut.keys.model_units`) of the entries' estimates. Blocks timed alone run
-with warm caches and without the glue between layers, so that sum is below the end-to-end time (0.69-0.92×
-on this project's machine); the calibration, fitted on models measured end to end on the same target and
-stored in the table, maps it back:
+with warm caches and without the glue between layers, so that sum is below the end-to-end time
+(benchmarks/README.md#block-sum-vs-end-to-end); the calibration, fitted on models measured end to end on the
+same target and stored in the table, maps it back:
 
 - ``scale``: ``a·sum``; ``linear``: ``a·sum + b``;
 - ``regression``: ``a·sum + b·GMAdds + c·MB + d`` (madds and mac_bytes of the model, summed from the

@@ -4,10 +4,8 @@ Why: PyTorch's CPU tensors come from glibc ``malloc``. Blocks above glibc's *mma
 start, then raised dynamically when such blocks are freed) are ``mmap``-ed fresh and ``munmap``-ed on free,
 and the heap top is trimmed back to the OS above the *trim threshold*. Every inference then pays page faults
 to zero its activation buffers, and how many depends on the allocation history of the whole process, which
-drifts. On this project's machine (2 vCPU AMD EPYC, torch 2.13.0 CPU, 1 thread), 20 small conv nets at 160 px
-timed interleaved for 300 rounds: with glibc's defaults one net's p10 drifted from 3.1 to 4.7 ms within the
-pass and several nets ran 1.3-2.8x slower than with the fix below (net16: 8.5 ms vs 3.0 ms); with fixed
-thresholds every net's p10 stayed within a few percent of its own median over the whole pass.
+drifts: interleaved nets' latencies drift within a pass and some run much slower than with fixed thresholds
+(measurements: benchmarks/README.md#steady-allocator).
 
 A long-running inference server reaches the fixed-threshold state on its own (its one model keeps raising the
 threshold to its activation sizes); interleaving many models in one process keeps disturbing it. So latlab

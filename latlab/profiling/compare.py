@@ -7,30 +7,11 @@ instead of whichever one happened to be measured during the slow minute. The est
 low percentile of its per-call samples; ratios get a bootstrap CI by resampling whole rounds (paired, so a
 slow round counts against both models).
 
-Why p10 is the default (``DEFAULT_ESTIMATOR``), measured on this project's machine (2 vCPU AMD EPYC,
-torch 2.13.0 CPU, 1 thread) with ``benchmarks/stability.py --parts b --models 10``: 10 random small conv
-nets at 160 px (medians 1.5-11 ms), the whole set measured twice in one process, 40 interleaved rounds per
-pass; counted over 4 repeats (40 model pairs), the fraction whose estimate repeated within ±5 % / ±10 %:
-
-=========  ===========================  ===========================
-estimator  load ≈ 0.1-0.5 (4 repeats)   load ≈ 2.5-3.1 (4 repeats)
-=========  ===========================  ===========================
-median     73 % / 93 %                  30 % / 70 %
-mean       75 % / 95 %                  53 % / 73 %
-p20        93 % / 95 %                  50 % / 83 %
-p10        95 % / 95 %                  53 % / 78 %
-min        98 % / 98 %                  50 % / 83 %
-=========  ===========================  ===========================
-
-Other sessions shared the 2 cores during both sets (heavily in the second), so these are noise-exposed
-numbers, not a clean benchmark. In the quieter set all misses of p10 and min came from one repeat in
-which whole distributions moved between passes (one net by 35-42 % under every estimator, which no
-estimator can absorb; ``benchmarks/stability.py`` reports such spread). The low percentiles repeat far better
-than median and mean; p10 and min are tied within one model pair here, and in
-``shared/reference/measured-on-this-machine.md`` (20 ShuffleNetV2-style nets) p10 repeated better than
-min (85 % vs 75 % within ±5 %; median 45 % within ±10 %). p10 is the default because it is not decided by
-one lucky call and has a distribution-free confidence interval (min has none). Pick another with
-``estimator="median"|"p20"|"min"|"mean"``; median and spread are always reported beside the estimate.
+Why p10 is the default (``DEFAULT_ESTIMATOR``): on a shared or throttling CPU the slow tail of the
+distribution moves between passes while its fast end repeats, so low percentiles repeat far better than
+median and mean; p10 is not decided by one lucky call (as ``min`` is) and has a distribution-free
+confidence interval (``min`` has none). Measurements: benchmarks/README.md#estimator-choice. Pick another
+with ``estimator="median"|"p20"|"min"|"mean"``; median and spread are always reported beside the estimate.
 """
 
 from __future__ import annotations

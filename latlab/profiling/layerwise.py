@@ -5,7 +5,7 @@
   list). All layers and the whole model are measured in the same interleaved rounds, so the whole-model
   estimate sits beside the per-layer ones and ``sum / end-to-end`` is stated: layers timed alone run with
   warmer caches and without the framework's per-layer glue, so the sum is not the end-to-end time
-  (0.69-0.92× on a small mixed model on this project's machine).
+  (measurements: benchmarks/README.md#block-sum-vs-end-to-end).
 - ``profile_ops``: ``torch.profiler`` over a few inferences; the time of every aten op the model code
   called (inclusive of the ops it dispatches to, so ``empty``/``copy_`` inside a conv count as the conv)
   is grouped by the categories of ``latlab.profiling.categories`` (convolution by geometry: dense,

@@ -1,26 +1,16 @@
 """Machine-speed reference: latencies in "milliseconds at this machine's reference speed".
 
-Why: on shared or virtualised machines the whole CPU speeds up and slows down by 5-20 % over minutes
-(co-tenants, frequency). Interleaving protects ratios measured together, but not absolute latencies
-measured at different times: a latency table built at 9:00 and checked at 9:20, or search trial 1 and trial
-80, disagree by that drift. So every interleaved measurement also times three fixed *anchor* nets in each
-round. Each anchor is timed *warm* (an untimed call right before the timed one): timed cold, an anchor's
-time depended on how much the other models of the round evicted from the caches (factors 1.39 vs 1.67
-among two different sets of 50 detectors), which is not machine speed. The geometric mean over the anchors
-of their ``p10`` now, divided by the same value stored the first time this machine (hardware key, backend,
-device, threads, layout) was measured, is the ``speed_factor``; samples are divided by it. A factor of
-1.05 means "the machine ran 5 % slower than its reference": the reported latency is what the model takes at
-reference speed, and the factor is reported beside it.
-
-Measured on this project's machine (2 vCPU AMD EPYC, torch 2.13.0 CPU, 1 thread) with this protocol
-(``benchmarks/stability.py``): 20 random conv nets at 160 px timed in two interleaved passes, 3 repeats,
-p10 repeated within ±5 % for 95-100 % of the nets in six repeats over two days (with no anchors, on the
-same day: 0 % / 70 % / 100 %, whole passes moving together). Across *processes* the correction is weaker:
-ShuffleNetV2 ×1.0 @160 in 5 processes spread 5.1 % and 6.6 % (raw wall-clock 6-17 %). Not memory layout
-(four copies of one model in one process agree within 0.5 %) nor the vCPU (pinning changed nothing): the
-machine's slowdowns differ between workloads. Over 22 processes, three zoo models' latencies moved with
-slopes 0.64-0.88 of the anchors' factor, not 1, leaving 1.7-2.8 % standard deviation per process after the
-correction; a memory-heavy or a large dense anchor did not reduce it for all three.
+Why: on shared or virtualised machines the whole CPU speeds up and slows down over minutes (co-tenants,
+frequency). Interleaving protects ratios measured together, not absolute latencies measured at different
+times (a latency table built at 9:00 and checked at 9:20; search trial 1 and trial 80). So every
+interleaved measurement also times three fixed *anchor* nets in each round. Each anchor is timed *warm*
+(an untimed call right before the timed one), so its time does not depend on what the other models of the
+round evicted from the caches. The geometric mean over the anchors of their ``p10`` now, divided by the same
+value stored the first time this machine (hardware key, backend, device, threads, layout) was measured, is
+the ``speed_factor``; samples are divided by it. A factor of 1.05 means "the machine ran 5 % slower than its
+reference": the reported latency is what the model takes at reference speed, and the factor is reported
+beside it. The correction holds well within one process and only partly across processes.
+Measurements: benchmarks/README.md#speed-reference.
 
 The reference lives in ``cache_dir()/speed/<key>.json`` (``LATLAB_CACHE_DIR`` overrides the folder); delete
 it to take a new one. Pass ``speed_reference=False`` to ``run_interleaved`` for raw wall-clock numbers.
@@ -65,9 +55,9 @@ def _cbr(cin: int, cout: int, k: int = 3, s: int = 1, groups: int = 1) -> list[n
 
 
 def anchor_models() -> dict[str, nn.Module]:
-    """Three fixed small nets (dense convs; depthwise-separable; grouped 1×1 + channel-heavy), 1.0-1.4 ms
-    each on one core of this project's 2-vCPU EPYC at ``ANCHOR_IMGSZ``. Their weights do not matter to
-    timing; they are seeded so the nets are identical in every process."""
+    """Three fixed small nets (dense convs; depthwise-separable; grouped 1×1 + channel-heavy), cheap enough
+    to time in every round at ``ANCHOR_IMGSZ`` (benchmarks/README.md#speed-reference). Their weights do not
+    matter to timing; they are seeded so the nets are identical in every process."""
     with torch.random.fork_rng():
         torch.manual_seed(1234)
         dense = nn.Sequential(*_cbr(3, 16, s=2), *_cbr(16, 32, s=2), *_cbr(32, 32), *_cbr(32, 64, s=2))

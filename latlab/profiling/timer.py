@@ -7,9 +7,10 @@ distribution, not an average of a loop.
 
 Estimators (``ESTIMATORS``): ``median``, ``p10``, ``p20``, ``min``, ``mean``. Quantile estimators get a
 distribution-free order-statistic confidence interval (binomial ranks); ``min`` and ``mean`` get a
-percentile bootstrap with a fixed seed. The default is ``p10`` (see ``latlab.profiling.compare`` for the
-measurements behind that choice): on a shared or throttling CPU the slow tail moves between runs while the
-fast end of the distribution repeats. Every output names the estimator; median and spread stay beside it.
+percentile bootstrap with a fixed seed. The default is ``p10``: on a shared or throttling CPU the slow
+tail moves between runs while the fast end of the distribution repeats (why: ``latlab.profiling.compare``;
+measurements: benchmarks/README.md#estimator-choice). Every output names the estimator; median and spread
+stay beside it.
 
 A single back-to-back loop is still exposed to slow drift of the machine; to compare models, measure them
 interleaved with ``latlab.profiling.compare.measure_many`` / ``compare``.

@@ -113,10 +113,9 @@ class SearchSpace:
 
         With ``encoding="ordinal"`` (what new studies use), a choice list of two or more numbers (widths,
         depths, kernel, expansion) becomes an integer parameter holding the value's *position* in the sorted
-        list, so model-based samplers know that 64 lies between 48 and 96; everything else is categorical.
-        On the proxy benchmark (``benchmarks/bench_search_regret.py``, 60 trials) the GP sampler's
-        hypervolume regret was 0.77x random's with every choice categorical (10 seeds) and 0.56x with this
-        encoding (20 seeds). ``"categorical"`` is how studies made before it sampled.
+        list, so model-based samplers know that 64 lies between 48 and 96 (it lowers the GP sampler's regret:
+        benchmarks/README.md#search-regret); everything else is categorical. ``"categorical"`` is how
+        studies made before it sampled.
         ``trial.params`` then hold positions; the decoded values are in the candidate's ``point``."""
         if encoding not in ENCODINGS:
             raise SearchError(f"parameter encoding {encoding!r}: expected one of {', '.join(ENCODINGS)}")
