@@ -76,7 +76,8 @@ def _open_study(s: SearchSettings, info: StorageInfo, attrs: dict[str, Any]) -> 
         try:
             study = optuna.create_study(study_name=name, storage=info.storage, directions=dirs)
             created = True
-            for k, v in attrs.items():
+            # ``mode`` last: a joining worker waits for it (_wait_for_attrs), so it then sees every attribute
+            for k, v in sorted(attrs.items(), key=lambda kv: kv[0] == "mode"):
                 study.set_user_attr(ATTR + k, v)
         except optuna.exceptions.DuplicatedStudyError:
             existing = _load_existing(name, info)
