@@ -127,7 +127,9 @@ def run_quickstart(settings: QuickstartSettings | None = None,
 def _search(s: QuickstartSettings, root: Path, budget_ms: float | None,
             on_trial: Callable[[object], None] | None) -> dict | None:
     from latlab.search.export import export_study
-    from latlab.search.study import SearchSettings, load_search_study, run_search
+    from latlab.search.run import run_search
+    from latlab.search.settings import SearchSettings
+    from latlab.search.storage import load_search_study
 
     settings = SearchSettings(
         mode="constrained", latency_budget_ms=budget_ms, n_trials=s.search_trials, imgsz=s.imgsz,

@@ -23,6 +23,7 @@ from latlab.search.space import load_space
 from latlab.search.study import (
     SearchSettings,
     _SearchOnlyStudy,
+    load_search_study,
     make_sampler,
     open_storage,
     parse_latency_budget,
@@ -252,7 +253,7 @@ class _FakeTable:
 
 
 def test_table_latency_may_join_a_study_from_another_device(tmp_path, tiny_data, monkeypatch):
-    import latlab.search.study as study_mod
+    import latlab.search.run as study_mod
 
     table = tmp_path / "table.json"
     table.write_text("{}")
@@ -263,7 +264,7 @@ def test_table_latency_may_join_a_study_from_another_device(tmp_path, tiny_data,
     assert row["latency_source"] == "lut:abcdef012345"
     assert row["latency_ms"] == pytest.approx(row["params"] / 1e5)
     assert not row["feasible"]
-    st, _ = study_mod.load_search_study("t", str(tmp_path / "results" / "search" / "t" / "journal.log"))
+    st, _ = load_search_study("t", str(tmp_path / "results" / "search" / "t" / "journal.log"))
     assert st.user_attrs["latlab.latency_kind"] == "lut"
     st.set_user_attr("latlab.hardware_key", "another-device")
     res = run_search(_settings(tmp_path, tiny_data, latency=f"lut:{table}", latency_budget_ms=1e-6, n_trials=2))
@@ -314,7 +315,7 @@ def _load(tmp_path, name: str) -> optuna.Study:
 
 def test_new_studies_sample_positions_and_older_studies_keep_sampling_categorically(tmp_path, tiny_data,
                                                                                     monkeypatch):
-    import latlab.search.study as study_mod
+    import latlab.search.run as study_mod
 
     space = {**TINY_SPACE, "stages": [{**TINY_SPACE["stages"][0], "width": [16, 24]}, *TINY_SPACE["stages"][1:]]}
     fast = dict(space=space, latency_budget_ms=0.001)  # over budget: timed and counted, never trained

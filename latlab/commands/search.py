@@ -14,14 +14,11 @@ from rich.table import Table
 
 from latlab.runs import RESULTS_ROOT
 from latlab.search.export import export_study, trials_frame
-from latlab.search.study import (
-    DEFAULT_BASELINES,
-    SearchSettings,
-    TrialRecord,
-    load_search_study,
-    parse_latency_budget,
-    run_search,
-)
+from latlab.search.objective_registry import DEFAULT_OBJECTIVES, OBJECTIVES
+from latlab.search.records import TrialRecord
+from latlab.search.run import run_search
+from latlab.search.settings import DEFAULT_BASELINES, SearchSettings, parse_latency_budget
+from latlab.search.storage import load_search_study
 
 console = Console()
 search_app = typer.Typer(help="Latency-constrained / Pareto architecture search (Optuna).", no_args_is_help=True)
@@ -59,13 +56,18 @@ def run(
     baselines: str = typer.Option(",".join(DEFAULT_BASELINES), "--baselines",
                                   help="Comma-separated zoo detectors evaluated as baseline trials ('' for none)."),
     batch: int = typer.Option(16, "--batch"),
+    objective: list[str] = typer.Option(
+        [], "--objective",
+        help=f"Add an objective to the pareto study (repeatable; {', '.join(DEFAULT_OBJECTIVES)} are always in): "
+             + ", ".join(n for n in OBJECTIVES if n not in DEFAULT_OBJECTIVES) + "."),
 ) -> None:
     """Run, resume or join a search study; prints each trial and the best so far."""
     settings = SearchSettings(
         mode=mode, latency_budget_ms=parse_latency_budget(latency_budget), n_trials=trials, hours=hours,
         space=space, storage=storage, study=study, imgsz=imgsz, minutes=minutes, epochs=epochs, device=device,
         latency=latency, sampler=sampler, seed=seed, resume=resume, threads=threads, data=data, pruner=pruner,
-        baselines=tuple(b for b in (x.strip() for x in baselines.split(",")) if b), batch=batch)
+        baselines=tuple(b for b in (x.strip() for x in baselines.split(",")) if b), batch=batch,
+        objectives=(*DEFAULT_OBJECTIVES, *(o for o in objective if o not in DEFAULT_OBJECTIVES)))
     best: dict[str, float] = {}
 
     def on_start(info: dict) -> None:

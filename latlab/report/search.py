@@ -1,5 +1,9 @@
 """Search page: every trial on the latency / mAP plane, the Pareto front, hypervolume and importances.
 
+The objectives are ``meta["objectives"]`` (names of :mod:`latlab.search.objective_registry`, written by the
+export; absent: latency and mAP). Each objective beyond latency and accuracy gets its own figure (objective
+vs accuracy), a column in the front table, and a dimension of the front and the hypervolume.
+
 Reads ``search`` runs (``latlab search export``, :mod:`latlab.search.export`, written to
 ``results/search/<study>/export-<time>/``): ``trials.csv`` (``trial``, ``state``, ``arch``, ``yaml_path``,
 ``latency_ms`` with ``latency_ci_low_ms``/``latency_ci_high_ms``, ``params``, ``madds``, ``mac_bytes``,
@@ -22,7 +26,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,8 @@ import plotly.graph_objects as go
 from latlab.report.figures import COLOURS, FIG_HEIGHT, GREY, add_run_header
 from latlab.report.html import Page
 from latlab.report.loaders import TRIAL_COLUMNS, Run
+from latlab.search import pareto
+from latlab.search.objective_registry import OBJECTIVES_ATTR, Objective, resolve
 
 COMPLETE = "COMPLETE"
 PRUNED = "PRUNED"
@@ -41,16 +47,27 @@ LATENCY_CANDIDATES = ("latency_ms", "estimate_ms", "latency_estimate_ms", "laten
                       "latency_median_ms", "median_ms")
 MIN_IMPORTANCE_TRIALS = 4
 YAML_SUFFIXES = (".yaml", ".yml")
+LAT_ACC = ("minimize", "maximize")
 
 
 @dataclass
 class SearchColumns:
-    """Which trial-table columns hold latency (and its CI) and accuracy."""
+    """Which trial-table columns hold latency (and its CI) and accuracy; ``extra``: the study's further
+    objectives (each read from its ``attr`` column)."""
 
     latency: str
     ci_low: str | None
     ci_high: str | None
     accuracy: str
+    extra: list[Objective] = field(default_factory=list)
+
+    @property
+    def front_columns(self) -> list[str]:
+        return [self.latency, self.accuracy, *(o.attr for o in self.extra)]
+
+    @property
+    def directions(self) -> list[str]:
+        return [*LAT_ACC, *(o.direction for o in self.extra)]
 
 
 def columns_of(trials: pd.DataFrame, meta: dict[str, Any]) -> SearchColumns:
@@ -74,7 +91,28 @@ def columns_of(trials: pd.DataFrame, meta: dict[str, Any]) -> SearchColumns:
                    None)
     if acc is None:
         raise KeyError(f"no accuracy column among {cols} (expected map50 or map, or meta['accuracy_column'])")
-    return SearchColumns(lat, low, high, acc)
+    extra = extra_objectives(meta)
+    missing = [o.attr for o in extra if o.attr not in cols]
+    if missing:
+        raise KeyError(f"objective column {missing[0]!r} (meta['objectives']) is not in the trials table")
+    return SearchColumns(lat, low, high, acc, extra)
+
+
+def extra_objectives(meta: dict[str, Any]) -> list[Objective]:
+    """The objectives in ``meta["objectives"]`` beyond the first latency and the first accuracy objective
+    (an unknown name is a KeyError, shown as a note)."""
+    try:
+        objs = resolve(meta.get("objectives") or ())
+    except Exception as exc:
+        raise KeyError(str(exc)) from None
+    out, axes = [], set()
+    for o in objs:
+        role = o.measured_by if o.measured_by in ("latency", "training") else None
+        if role is None or role in axes:
+            out.append(o)
+        else:
+            axes.add(role)
+    return out
 
 
 def budget_of(meta: dict[str, Any]) -> float | None:
@@ -113,47 +151,46 @@ def prepare(trials: pd.DataFrame, cols: SearchColumns, budget: float | None) -> 
 def pareto_mask(latency: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
     """True for points no other point dominates (lower-or-equal latency and higher-or-equal accuracy,
     one strictly); ties keep the first."""
-    n = len(latency)
-    keep = np.ones(n, dtype=bool)
-    for i in range(n):
-        better = (latency <= latency[i]) & (accuracy >= accuracy[i]) & \
-                 ((latency < latency[i]) | (accuracy > accuracy[i]))
-        same = (latency == latency[i]) & (accuracy == accuracy[i])
-        if better.any() or same[:i].any():
-            keep[i] = False
-    return keep
+    return pareto.pareto_mask(np.column_stack([latency, accuracy]), LAT_ACC, ties="first")
 
 
 def hypervolume_2d(latency: np.ndarray, accuracy: np.ndarray, ref_latency: float, ref_accuracy: float = 0.0
                    ) -> float:
     """Area dominated by the points (min latency, max accuracy) inside the box up to ``ref_latency`` and down
     to ``ref_accuracy``."""
-    ok = (latency < ref_latency) & (accuracy > ref_accuracy)
-    pts = sorted(zip(latency[ok], accuracy[ok], strict=True))
-    hv, best = 0.0, ref_accuracy
-    for lat, acc in pts:
-        if acc > best:
-            hv += (ref_latency - lat) * (acc - best)
-            best = acc
-    return float(hv)
+    return pareto.hypervolume(np.column_stack([latency, accuracy]), [ref_latency, ref_accuracy], LAT_ACC)
+
+
+def reference_point(df: pd.DataFrame, cols: SearchColumns, ref_latency: float) -> list[float]:
+    """Hypervolume reference: ``ref_latency``, accuracy 0, and for each further objective 1.1 × its worst
+    value among all trials (0 for a maximised one)."""
+    ref = [ref_latency, 0.0]
+    for o in cols.extra:
+        worst = pd.to_numeric(df[o.attr], errors="coerce").max()
+        ref.append(1.1 * float(worst) if o.direction == "minimize" and pd.notna(worst) else 0.0)
+    return ref
 
 
 def eligible(df: pd.DataFrame, cols: SearchColumns) -> pd.Series:
     """Completed, feasible search trials (not baselines) with a latency and an accuracy: the front's pool."""
-    return ((df["state"] == COMPLETE) & df["feasible"] & ~df["is_baseline"] & df[cols.latency].notna()
-            & df[cols.accuracy].notna())
+    ok = ((df["state"] == COMPLETE) & df["feasible"] & ~df["is_baseline"] & df[cols.latency].notna()
+          & df[cols.accuracy].notna())
+    for o in cols.extra:
+        ok &= df[o.attr].notna()
+    return ok
 
 
 def hypervolume_history(df: pd.DataFrame, cols: SearchColumns, ref_latency: float) -> pd.DataFrame:
-    """Hypervolume of the feasible front after each trial (by trial number): ``trial``, ``hypervolume``."""
+    """Hypervolume of the feasible front after each trial (by trial number): ``trial``, ``hypervolume``,
+    over every objective (:func:`reference_point`)."""
     d = df.sort_values("trial")
     ok = eligible(d, cols).to_numpy()
-    lat = d[cols.latency].to_numpy(dtype=float)
-    acc = d[cols.accuracy].to_numpy(dtype=float)
+    values = d[cols.front_columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    ref = reference_point(df, cols, ref_latency)
     rows = []
     for i, t in enumerate(d["trial"]):
         m = ok[: i + 1]
-        hv = hypervolume_2d(lat[: i + 1][m], acc[: i + 1][m], ref_latency) if m.any() else 0.0
+        hv = pareto.hypervolume(values[: i + 1][m], ref, cols.directions) if m.any() else 0.0
         rows.append({"trial": int(t), "hypervolume": hv})
     return pd.DataFrame(rows)
 
@@ -218,14 +255,14 @@ def _scatter(df: pd.DataFrame, cols: SearchColumns, run: Run, *, name: str, y: p
 
 
 def pareto_trials(df: pd.DataFrame, cols: SearchColumns) -> pd.DataFrame:
-    """The Pareto-optimal search trials, sorted by latency: the export's ``pareto`` column when the
-    accuracy is ``map`` (what it was computed on), else computed here."""
+    """The Pareto-optimal search trials over every objective, sorted by latency: the export's ``pareto``
+    column when the accuracy is ``map`` (what it was computed on), else computed here."""
     ok = eligible(df, cols)
     if cols.accuracy == "map" and "pareto" in df.columns:
         return df[_bool(df["pareto"]) & ok].sort_values(cols.latency)
     cand = df[ok]
-    mask = pareto_mask(cand[cols.latency].to_numpy(dtype=float), cand[cols.accuracy].to_numpy(dtype=float))
-    return cand[mask].sort_values(cols.latency)
+    values = cand[cols.front_columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    return cand[pareto.pareto_mask(values, cols.directions, ties="first")].sort_values(cols.latency)
 
 
 def trials_figure(run: Run, df: pd.DataFrame, cols: SearchColumns, budget: float | None) -> go.Figure:
@@ -238,10 +275,15 @@ def trials_figure(run: Run, df: pd.DataFrame, cols: SearchColumns, budget: float
     infeasible = df[done & ~df["feasible"] & ~base & lat_ok & df[cols.accuracy].notna()]
     pruned = df[(df["state"] == PRUNED) & ~base & lat_ok]
     front = pareto_trials(df, cols)
-    if len(front):
+    if len(front) and not cols.extra:
         fig.add_trace(go.Scatter(x=front[cols.latency], y=front[cols.accuracy], mode="lines", line_shape="hv",
                                  name="Pareto front", line={"color": COLOURS[1], "width": 2},
                                  hoverinfo="skip"))
+    elif len(front):  # a front over more objectives is no staircase in this plane: ring its points
+        fig.add_trace(go.Scatter(x=front[cols.latency], y=front[cols.accuracy], mode="markers",
+                                 name=f"Pareto front ({len(cols.front_columns)} objectives)", hoverinfo="skip",
+                                 marker={"size": 16, "color": "rgba(0,0,0,0)",
+                                         "line": {"color": COLOURS[1], "width": 2}}))
     fig.add_trace(_scatter(feasible, cols, run, name="feasible trials", color=COLOURS[0], size=9,
                            opacity=0.85))
     if len(infeasible):
@@ -265,6 +307,22 @@ def trials_figure(run: Run, df: pd.DataFrame, cols: SearchColumns, budget: float
     fig.update_layout(height=FIG_HEIGHT + 120, xaxis_title=f"latency ({cols.latency}, ms)",
                       yaxis_title=cols.accuracy, legend={"orientation": "h", "y": -0.18}, margin={"t": 30},
                       hoverlabel={"align": "left"})
+    return fig
+
+
+def objective_figure(run: Run, df: pd.DataFrame, cols: SearchColumns, obj: Objective) -> go.Figure:
+    """A further objective against accuracy: completed feasible search trials, the front ringed."""
+    done = df[eligible(df, cols)]
+    front = pareto_trials(df, cols)
+    texts, _ = _hover(done, cols, run)
+    fig = go.Figure(go.Scatter(x=done[obj.attr], y=done[cols.accuracy], mode="markers", name="feasible trials",
+                               hovertext=texts, hoverinfo="text", marker={"color": COLOURS[0], "size": 9}))
+    if len(front):
+        fig.add_trace(go.Scatter(x=front[obj.attr], y=front[cols.accuracy], mode="markers", name="Pareto front",
+                                 hoverinfo="skip", marker={"size": 16, "color": "rgba(0,0,0,0)",
+                                                           "line": {"color": COLOURS[1], "width": 2}}))
+    fig.update_layout(height=FIG_HEIGHT, xaxis_title=f"{obj.axis_title} ({obj.direction})",
+                      yaxis_title=cols.accuracy, legend={"orientation": "h", "y": -0.18}, margin={"t": 30})
     return fig
 
 
@@ -332,6 +390,9 @@ def _objective_names(study: Any) -> list[str]:
     if study.metric_names:
         return list(study.metric_names)
     dirs = study.directions
+    named = study.user_attrs.get(OBJECTIVES_ATTR)
+    if named and len(named) == len(dirs):
+        return [o.label for o in resolve(named)]
     if dirs == [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MAXIMIZE]:
         return ["latency", "mAP"]
     if dirs == [optuna.study.StudyDirection.MAXIMIZE]:
@@ -425,11 +486,19 @@ def build(page: Page, runs: list[Run]) -> None:
                     caption="Every trial: hover for its block choices and counts, click for its model YAML. "
                     "Grey: infeasible (over the latency budget) or pruned. Step line: Pareto front of the "
                     "completed feasible trials (lower latency, higher accuracy). Whiskers: latency CI.")
+        for obj in cols.extra:
+            page.figure(objective_figure(run, df, cols, obj), name=f"{key}-{obj.name}",
+                        caption=f"{obj.label} ({obj.direction}) against {cols.accuracy}: completed feasible "
+                        "search trials; ringed: the Pareto front over all objectives.")
         front = pareto_trials(df, cols)
         if len(front):
-            show = [c for c in ("trial", "baseline", "arch", cols.latency, cols.ci_low, cols.ci_high,
-                                cols.accuracy, "params", "madds", "mac_bytes") if c and c in front.columns]
-            page.table(front[show], caption="Pareto-optimal trials.")
+            extra = [o.attr for o in cols.extra]
+            show = [c for c in dict.fromkeys(("trial", "baseline", "arch", cols.latency, cols.ci_low, cols.ci_high,
+                                              cols.accuracy, *extra, "params", "madds", "mac_bytes"))
+                    if c and c in front.columns]
+            n_obj = len(cols.front_columns)
+            page.table(front[show], caption="Pareto-optimal trials." if not cols.extra else
+                       f"Pareto-optimal trials over {n_obj} objectives: {', '.join(cols.front_columns)}.")
         lat_all = df.loc[df[cols.latency].notna(), cols.latency]
         ref = budget if budget is not None else (float(lat_all.max()) * 1.1 if len(lat_all) else float("nan"))
         if math.isfinite(ref) and len(df):

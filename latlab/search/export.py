@@ -16,16 +16,20 @@ Columns of :func:`trials_frame` (one row per trial, in trial order):
 ``map50``, ``map``      mAP50 and mAP50-95 of the trial's short training (NaN when not trained)
 ``feasible``            latency within the budget (True when there is no budget)
 ``baseline``            seed name for baseline trials, else empty
-``pareto``              on the (latency ↓, mAP ↑) front of feasible finished search trials
+``pareto``              on the front of feasible finished search trials over the study's objectives
+                        (``latlab.objectives``; default latency ↓, mAP ↑)
 ``best``                the best feasible search trial (highest mAP, then lowest latency)
-``beaten_by``           for baselines: the best-mAP search trial that is at least as fast and at least
-                        as accurate (one strictly), else empty
+``beaten_by``           for baselines: the best-mAP search trial at least as good in every objective
+                        (one strictly), else empty
 ``cached_from``         trial whose results a duplicate architecture reused
 ``retry_of``            trial an interrupted trial was retried from
 ``note``                why a trial was not trained, pruned or failed
 ``duration_s``          wall time of the trial
 ``point``               the sampled point (JSON)
 ======================  ===================================================================================
+
+An objective whose attribute is none of these columns (a registered custom objective) adds its column at
+the end.
 """
 
 from __future__ import annotations
@@ -33,14 +37,17 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import pandas as pd
 
 from latlab.runs import RunWriter, new_run_dir
+from latlab.search import pareto
+from latlab.search.objective_registry import DEFAULT_OBJECTIVES, Objective, resolve, study_objective_names
+from latlab.search.space import to_yaml
 
 TRIAL_COLUMNS = ["trial", "state", "arch", "arch_hash", "yaml_path", "latency_ms", "latency_ci_low_ms",
                  "latency_ci_high_ms", "latency_median_ms", "latency_estimator", "latency_source", "threads",
@@ -64,8 +71,15 @@ def _point(t: optuna.trial.FrozenTrial) -> str:
     return json.dumps(point, sort_keys=True) if point else ""
 
 
+def study_objectives(study: optuna.Study) -> list[Objective]:
+    """The objectives of ``study``'s front (``latlab.objectives``, else latency and mAP)."""
+    return resolve(study_objective_names(study.user_attrs))
+
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """Every trial of ``study`` with the columns documented in the module docstring."""
+    objectives = study_objectives(study)
+    extra = [o.attr for o in objectives if o.attr not in TRIAL_COLUMNS]
     rows = []
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
@@ -80,37 +94,45 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             row[k] = _num(a.get(k))
         for k in _INT:
             row[k] = a.get(k)
+        for k in extra:
+            row[k] = _num(a.get(k))
         rows.append(row)
-    df = pd.DataFrame(rows, columns=[c for c in TRIAL_COLUMNS if c not in ("pareto", "best", "beaten_by")])
+    df = pd.DataFrame(rows, columns=[c for c in TRIAL_COLUMNS if c not in ("pareto", "best", "beaten_by")] + extra)
     for k in (*_INT, "cached_from", "retry_of"):
         df[k] = pd.array(df[k], dtype="Int64")
     df["feasible"] = df["feasible"].astype("boolean")
-    df["pareto"] = pareto_mask(df)
+    df["pareto"] = pareto_mask(df, objectives)
     mode = study.user_attrs.get("latlab.mode", "pareto" if len(study.directions) > 1 else "constrained")
     best = best_trial(df, mode)
     df["best"] = df["trial"] == (best["trial"] if best else -1)
-    df["beaten_by"] = pd.array([beaten_by(df, r) for _, r in df.iterrows()], dtype="Int64")
-    return df[TRIAL_COLUMNS]
+    df["beaten_by"] = pd.array([beaten_by(df, r, objectives) for _, r in df.iterrows()], dtype="Int64")
+    return df[TRIAL_COLUMNS + extra]
 
 
-def _candidates(df: pd.DataFrame) -> pd.DataFrame:
-    """Finished, trained, feasible search trials (baselines excluded)."""
+def _resolve(objectives: Sequence[Objective] | None) -> list[Objective]:
+    return list(objectives) if objectives is not None else resolve(DEFAULT_OBJECTIVES)
+
+
+def _candidates(df: pd.DataFrame, objectives: Sequence[Objective] = ()) -> pd.DataFrame:
+    """Finished, trained, feasible search trials (baselines excluded) with a value for every objective."""
     ok = (df["state"] == "COMPLETE") & (df["baseline"] == "") & df["map"].notna() & df["latency_ms"].notna()
+    for o in objectives:
+        ok &= df[o.attr].notna()
     ok &= df["feasible"].fillna(True).astype(bool)
     ok &= df["note"].fillna("").str.contains("not trained") == False  # noqa: E712 - pandas element-wise
     return df[ok]
 
 
-def pareto_mask(df: pd.DataFrame) -> pd.Series:
-    """True for search trials on the (latency ↓, mAP ↑) front of :func:`_candidates`."""
-    cand = _candidates(df)
+def pareto_mask(df: pd.DataFrame, objectives: Sequence[Objective] | None = None) -> pd.Series:
+    """True for search trials on the front of :func:`_candidates` over ``objectives`` (default latency ↓,
+    mAP ↑); every copy of a front point is marked."""
+    objs = _resolve(objectives)
+    cand = _candidates(df, objs)
     mask = pd.Series(False, index=df.index)
     if cand.empty:
         return mask
-    lat, acc = cand["latency_ms"].to_numpy(), cand["map"].to_numpy()
-    for i, idx in enumerate(cand.index):
-        dominated = np.any((lat <= lat[i]) & (acc >= acc[i]) & ((lat < lat[i]) | (acc > acc[i])))
-        mask[idx] = not dominated
+    values = cand[[o.attr for o in objs]].to_numpy(dtype=float)
+    mask[cand.index] = pareto.pareto_mask(values, [o.direction for o in objs])
     return mask
 
 
@@ -123,13 +145,18 @@ def best_trial(df: pd.DataFrame, mode: str = "constrained") -> dict[str, Any] | 
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
 
-def beaten_by(df: pd.DataFrame, row: pd.Series) -> int | None:
-    """For a baseline row: the best-mAP search trial at ≤ its latency and ≥ its mAP (one strictly)."""
-    if not row["baseline"] or math.isnan(row["map"]) or math.isnan(row["latency_ms"]):
+def beaten_by(df: pd.DataFrame, row: pd.Series, objectives: Sequence[Objective] | None = None) -> int | None:
+    """For a baseline row: the best-mAP search trial that dominates it over ``objectives`` (default: at
+    ≤ its latency and ≥ its mAP, one strictly)."""
+    objs = _resolve(objectives)
+    cols = [o.attr for o in objs]
+    if not row["baseline"] or any(math.isnan(_num(row[c])) for c in ("map", "latency_ms", *cols)):
         return None
-    cand = _candidates(df)
-    better = cand[(cand["latency_ms"] <= row["latency_ms"]) & (cand["map"] >= row["map"])
-                  & ((cand["latency_ms"] < row["latency_ms"]) | (cand["map"] > row["map"]))]
+    cand = _candidates(df, objs)
+    dirs = [o.direction for o in objs]
+    mine = [float(row[c]) for c in cols]
+    wins = [pareto.dominates(v, mine, dirs) for v in cand[cols].to_numpy(dtype=float)]
+    better = cand[wins] if len(cand) else cand
     if better.empty:
         return None
     return int(better.sort_values(["map", "latency_ms"], ascending=[False, True]).iloc[0]["trial"])
@@ -139,8 +166,6 @@ def export_study(study: optuna.Study, out_dir: Path | str | None = None, *, stor
                  root: Path | str | None = None) -> Path:
     """Write ``trials.csv``, ``pareto.csv``, ``yamls/trial_NNNNN.yaml`` and ``meta.json`` into a run folder
     (``results/search/<study>/export-<time>/`` by default) and return its path."""
-    from latlab.search.space import to_yaml
-
     name = study.study_name
     if out_dir is None:
         out = new_run_dir(f"search/{name}", f"export-{time.strftime('%Y%m%d-%H%M%S')}", root)
@@ -161,8 +186,9 @@ def export_study(study: optuna.Study, out_dir: Path | str | None = None, *, stor
     attrs = study.user_attrs
     writer = RunWriter(out, "search", threads=attrs.get("latlab.threads"), device=attrs.get("latlab.device", "cpu"))
     writer.save_table(df, "trials")
-    pareto = df[df["pareto"]].sort_values("latency_ms")
-    writer.save_table(pareto, "pareto")
+    objectives = study_objectives(study)
+    front = df[df["pareto"]].sort_values(objectives[0].attr, ascending=objectives[0].direction == "minimize")
+    writer.save_table(front, "pareto")
     counts = df["state"].value_counts().to_dict()
     best = best_trial(df, attrs.get("latlab.mode", "constrained"))
     writer.write_meta(study=name, storage=storage, mode=attrs.get("latlab.mode"),
@@ -173,6 +199,9 @@ def export_study(study: optuna.Study, out_dir: Path | str | None = None, *, stor
                       train_budget=attrs.get("latlab.train_budget"), space_name=attrs.get("latlab.space_name"),
                       space_hash=attrs.get("latlab.space_hash"), estimator=attrs.get("latlab.estimator"),
                       states=counts, n_trials=len(df), best_trial=best["trial"] if best else None,
-                      pareto_trials=[int(x) for x in pareto["trial"]],
+                      pareto_trials=[int(x) for x in front["trial"]],
+                      objectives=[o.name for o in objectives],
+                      objective_info={o.name: {"column": o.attr, "unit": o.unit, "direction": o.direction,
+                                               "label": o.label} for o in objectives},
                       baselines=attrs.get("latlab.baselines"), tables=["trials.csv", "pareto.csv"])
     return out

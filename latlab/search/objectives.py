@@ -110,8 +110,8 @@ class MeasuredLatency:
 
     def __init__(self, imgsz: int, *, device: str = "cpu", threads: int = 1, estimator: str = "p10",
                  target_ci: float = 0.03, min_rounds: int = 40, max_time_s: float = 5.0,
-                 lock: TimingLock | None = None):
-        self.imgsz, self.device, self.threads = imgsz, device, threads
+                 lock: TimingLock | None = None, backend: str = "torch"):
+        self.imgsz, self.device, self.threads, self.backend = imgsz, device, threads, backend
         self.estimator, self.target_ci = estimator, target_ci
         self.min_rounds, self.max_time_s = min_rounds, max_time_s
         self.lock = lock or TimingLock()
@@ -125,7 +125,7 @@ class MeasuredLatency:
             warnings.simplefilter("always")
             run = run_interleaved({"candidate": model}, x, budget_s=self.max_time_s, min_rounds=self.min_rounds,
                                   target_ci=self.target_ci, estimator=self.estimator, device=self.device,
-                                  threads=self.threads, progress=False)
+                                  backend=self.backend, threads=self.threads, progress=False)
             m = run.measurements["candidate"]
         notes = list(dict.fromkeys([*m.warnings, *(str(w.message) for w in caught)]))
         return LatencyEstimate(m.estimate_ms, m.ci_low_ms, m.ci_high_ms, m.median_ms, m.estimator, self.source,

@@ -29,35 +29,22 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from latlab.search import pareto
+from latlab.search.samplers import make_sampler
 from latlab.search.space import STAGE_NAMES, STEM_STRIDE, SearchSpace, arch_hash
+
+LATENCY_ACCURACY = ("minimize", "maximize")  # the proxy's two objectives
 
 
 def pareto_front_2d(points: np.ndarray) -> np.ndarray:
     """Non-dominated rows of ``points`` [n, 2] = (latency ↓, accuracy ↑), sorted by latency."""
-    pts = np.asarray(points, dtype=float).reshape(-1, 2)
-    if len(pts) == 0:
-        return pts
-    order = np.lexsort((-pts[:, 1], pts[:, 0]))  # latency ascending, then accuracy descending
-    front, best = [], -np.inf
-    for i in order:
-        if pts[i, 1] > best:
-            front.append(pts[i])
-            best = pts[i, 1]
-    return np.asarray(front)
+    return pareto.pareto_front(points, LATENCY_ACCURACY)
 
 
 def hypervolume_2d(points: np.ndarray, ref: Sequence[float]) -> float:
     """Area dominated by ``points`` (latency ↓, accuracy ↑) and bounded by ``ref`` = (worst latency,
     worst accuracy). Points not better than ``ref`` in both objectives add nothing."""
-    ref_lat, ref_acc = float(ref[0]), float(ref[1])
-    front = pareto_front_2d(points)
-    hv, prev_acc = 0.0, ref_acc
-    for lat, acc in front:
-        if lat >= ref_lat or acc <= prev_acc:
-            continue
-        hv += (ref_lat - lat) * (acc - prev_acc)
-        prev_acc = acc
-    return hv
+    return pareto.hypervolume(points, ref, LATENCY_ACCURACY)
 
 
 @dataclass
@@ -196,10 +183,8 @@ def run_sampler(space: SearchSpace, sampler: str, seed: int, n_trials: int, obje
                 population_size: int = 10) -> np.ndarray:
     """(latency, accuracy) of ``n_trials`` points chosen by ``sampler`` ("random", "gp", "tpe", "nsga2"),
     configured and fed (ordinal parameter encoding) as ``latlab search`` configures and feeds it."""
-    from latlab.search.study import make_sampler
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(directions=["minimize", "maximize"],
+    study = optuna.create_study(directions=list(LATENCY_ACCURACY),
                                 sampler=make_sampler(sampler, seed, multi_objective=True,
                                                      population_size=population_size))
 

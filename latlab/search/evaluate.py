@@ -1,0 +1,153 @@
+"""Evaluate one trial: sample a point → model YAML → reuse a duplicate's results, or build, count, time and
+(when within the latency budget) train it; the trial's values are the study's named objectives."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from latlab.ops.builder import build_model, load_config
+from latlab.search.liveness import owner
+from latlab.search.objective_registry import Objective
+from latlab.search.objectives import LatencyEstimate, TrainedAccuracy, count_candidate, remove_dir
+from latlab.search.records import is_baseline
+from latlab.search.settings import SearchSettings
+from latlab.search.space import ORDINAL, SearchSpace, arch_hash
+
+TrialValue = float | tuple[float, ...]
+
+
+def baseline_cfg(name: str, nc: int) -> dict[str, Any]:
+    """The zoo detector ``name`` as a model config with ``nc`` classes."""
+    cfg, _ = load_config(name)
+    cfg["nc"] = nc
+    return cfg
+
+
+class TrialEvaluator:
+    """The Optuna objective function of a search: evaluates one trial (see the module docstring).
+
+    ``objectives`` are the values a trial returns, in order; a single objective gives a float (the
+    constrained mode's ``map``)."""
+
+    def __init__(self, settings: SearchSettings, space: SearchSpace, latency: Callable[..., LatencyEstimate],
+                 accuracy: TrainedAccuracy, workdir: Path, hw_key: str, encoding: str = ORDINAL,
+                 objectives: Sequence[Objective] = ()):
+        self.s, self.space, self.latency, self.accuracy = settings, space, latency, accuracy
+        self.workdir, self.hw_key, self.encoding = workdir, hw_key, encoding
+        self.budget = settings.latency_budget_ms
+        self.multi = settings.mode == "pareto"
+        self.objectives = list(objectives)
+
+    def _values(self, attrs: dict[str, Any]) -> TrialValue:
+        values = tuple(o.value(attrs) for o in self.objectives)
+        return values if self.multi else values[0]
+
+    def __call__(self, trial: optuna.Trial) -> TrialValue:
+        try:
+            return self._run(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            with contextlib.suppress(Exception):
+                trial.set_user_attr("note", f"failed: {type(exc).__name__}: {first}"[:500])
+            raise
+
+    def _run(self, trial: optuna.Trial) -> TrialValue:
+        t0 = time.perf_counter()
+        got: dict[str, Any] = {}  # every user attribute this evaluation sets (the objectives read them)
+
+        def put(key: str, value: Any) -> None:
+            trial.set_user_attr(key, value)
+            got[key] = value
+
+        for k, v in owner().items():
+            put(k, v)
+        attrs = trial.user_attrs
+        baseline = attrs.get("baseline")
+        # a retry made by Optuna's RDB heartbeat callback names its origin in a system attribute
+        retry_of = attrs.get("retry_of", trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial"))
+        if retry_of is not None and "retry_of" not in attrs:
+            put("retry_of", retry_of)
+        if baseline:
+            cfg = baseline_cfg(baseline, self.space.nc)
+            arch, h = f"baseline:{baseline}", arch_hash(cfg)
+        else:
+            cand = self.space.suggest(trial, self.encoding)
+            cfg, arch, h = cand.cfg, cand.arch, cand.arch_hash
+            put("point", cand.point)
+        put("arch", arch)
+        put("arch_hash", h)
+        put("cfg", cfg)
+        put("hardware_key", self.hw_key)
+        cached = None if baseline else self._cached(trial.study, h, trial.number)
+        if cached is not None:
+            return self._copy(trial, cached)
+        model = build_model(cfg, nc=self.space.nc)
+        for k, v in count_candidate(model, self.s.imgsz).items():
+            put(k, v)
+        lat = self.latency(model, cfg)
+        for k, v in lat.attrs().items():
+            put(k, v)
+        feasible = self.budget is None or lat.estimate_ms <= self.budget
+        put("feasible", feasible)
+        if self.budget is not None:
+            trial.set_constraint("latency_ms", lat.estimate_ms - self.budget)
+        if not feasible and not baseline:
+            put("note", f"over the latency budget ({lat.estimate_ms:.2f} > {self.budget:g} ms): not trained")
+            put("duration_s", time.perf_counter() - t0)
+            return self._values(got)  # training objectives take their ``missing`` value
+        out_dir = self.workdir / "trials" / f"{trial.number:05d}"
+        remove_dir(out_dir)
+        pruned = []
+
+        def hook(epoch: int, metrics: dict[str, Any]) -> bool:
+            value = metrics.get("map")
+            if self.multi or value is None or math.isnan(value):
+                return False
+            trial.report(float(value), epoch)
+            if not baseline and trial.should_prune():
+                pruned.append(epoch)
+                return True
+            return False
+
+        acc = self.accuracy(cfg, out_dir, hook)
+        put("map50", acc.map50)
+        put("map", acc.map)
+        put("epochs", acc.epochs)
+        put("train_s", acc.train_s)
+        put("trial_dir", str(out_dir))
+        put("duration_s", time.perf_counter() - t0)
+        if pruned:
+            put("note", f"pruned after epoch {pruned[0] + 1} (mAP {acc.map:.4f})")
+            raise optuna.TrialPruned()
+        return self._values(got)
+
+    def _cached(self, study: optuna.Study, h: str, number: int) -> FrozenTrial | None:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+            if t.number != number and t.user_attrs.get("arch_hash") == h and not is_baseline(t):
+                return t
+        return None
+
+    def _copy(self, trial: optuna.Trial, src: FrozenTrial) -> TrialValue:
+        skip = {"owner_host", "owner_pid", "owner_start", "arch", "arch_hash", "cfg", "retry_of", "retry_history",
+                "cached_from", "hardware_key"}
+        for k, v in src.user_attrs.items():
+            if k not in skip:
+                trial.set_user_attr(k, v)
+        origin = src.user_attrs.get("cached_from", src.number)
+        trial.set_user_attr("cached_from", origin)
+        trial.set_user_attr("duration_s", 0.0)
+        for k, v in src.constraints.items():
+            trial.set_constraint(k, v)
+        if src.state == TrialState.PRUNED:
+            raise optuna.TrialPruned()
+        return tuple(src.values) if self.multi else src.values[0]

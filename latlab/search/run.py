@@ -1,0 +1,174 @@
+"""Run a latency-aware architecture search as an Optuna study: modes, baselines, the run loop.
+
+Modes
+    ``constrained``: maximise mAP50-95; the latency budget is an Optuna constraint
+    (``trial.set_constraint("latency_ms", latency - budget)``, ≤ 0 feasible) and a pruner (median or
+    successive halving) stops weak trainings on the per-epoch mAP. ``pareto``: minimise latency and maximise
+    mAP (GP by default, NSGA-II or TPE); a budget, if given, is a constraint too. Pruning does not exist for
+    multi-objective studies in Optuna, so ``pareto`` trials always train to their budget.
+    ``--sampler random`` is the baseline sampler for both. The objectives are named
+    (:mod:`latlab.search.objective_registry`); ``--objective params`` adds one to a pareto study.
+
+Each trial: sample a point → decode to a model YAML → if a finished trial has the same architecture hash,
+copy its results (duplicates cost nothing) → build, count, time (under the host-wide timing lock) →
+candidates over the budget are recorded as infeasible and not trained → short training → mAP.
+
+Baselines: the seed detectors (``DEFAULT_BASELINES``) are enqueued as trials with a ``baseline`` user
+attribute when the study is created, always trained (even over the budget) so reports can show what the
+search beat. Samplers never see them (:class:`SearchOnlySampler`): they have no point in the space.
+
+Storage (journal file or RDB URL): :mod:`latlab.search.storage`; join checks (device, settings,
+objectives): :mod:`latlab.search.join`; crash safety (owners, dead-trial retry): :mod:`latlab.search.liveness`;
+one trial's evaluation: :mod:`latlab.search.evaluate`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from latlab.errors import LatlabError, SearchError
+from latlab.fingerprint import device_fingerprint, hardware_key
+from latlab.profiling.allocator import steady_cpu_allocator
+from latlab.search.evaluate import TrialEvaluator
+from latlab.search.export import best_trial, trials_frame
+from latlab.search.join import ATTR, _open_study, _study_attrs
+from latlab.search.liveness import recover_dead_trials
+from latlab.search.objective_registry import resolve
+from latlab.search.objectives import (
+    LatencyEstimate,
+    MeasuredLatency,
+    PredictedLatency,
+    TrainedAccuracy,
+    load_lut_predictor,
+    parse_latency_source,
+)
+from latlab.search.records import SearchResult, TrialRecord, is_baseline, trial_record
+from latlab.search.samplers import make_pruner, make_sampler
+from latlab.search.settings import SearchSettings
+from latlab.search.space import CATEGORICAL, load_space
+from latlab.search.storage import open_storage, quiet_optuna, study_dir
+
+
+def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], None] | None = None,
+               on_start: Callable[[dict[str, Any]], None] | None = None) -> SearchResult:
+    """Run (or resume, or join) a search study until ``n_trials`` search trials are finished (baselines
+    not counted) or ``hours`` have passed; default 20 trials. Returns the study's trials table.
+
+    ``on_trial(record)`` is called after each trial this process ran (for progress displays);
+    ``on_start(info)`` once the study is open.
+    """
+    s = settings
+    s.check()
+    t_start = time.perf_counter()
+    space = load_space(s.space)
+    kind, lut_path = parse_latency_source(s.latency)
+    if s.device == "cpu":
+        steady_cpu_allocator()  # before the fingerprint, which records it
+    fp = device_fingerprint(s.threads, s.device)
+    hw = hardware_key(fp)
+    if s.device.startswith("cuda"):
+        warnings.warn(f"--device {s.device} applies to latency only: candidates are trained on the CPU "
+                      "(the detection harness has no GPU path yet)", RuntimeWarning, stacklevel=2)
+    if kind == "lut":
+        predictor = load_lut_predictor(lut_path, imgsz=s.imgsz, threads=s.threads)  # type: ignore[arg-type]
+        table = predictor.identity()
+        source = f"lut:{str(table.get('sha256') or lut_path.name)[:12]}"  # type: ignore[union-attr]
+        latency: Callable[..., LatencyEstimate] = PredictedLatency(predictor, source, s.device)
+    else:
+        source, table = "measured", None
+        latency = MeasuredLatency(s.imgsz, device=s.device, threads=s.threads, estimator=s.estimator,
+                                  max_time_s=s.latency_max_time_s, backend=s.backend)
+    accuracy = TrainedAccuracy(data=s.data, imgsz=s.imgsz, epochs=s.epochs, minutes=s.minutes, batch=s.batch,
+                               seed=s.seed, data_kwargs=s.data_kwargs, keep_weights=s.keep_weights,
+                               val_max_images=s.val_max_images)
+    if accuracy.nc != space.nc:
+        space.nc = accuracy.nc  # the data decides the head's classes
+    n_target = s.n_trials if s.n_trials is not None else (None if s.hours else 20)
+    info = open_storage(s.storage, s.study_name, s.results_root)
+    workdir = study_dir(s.study_name, s.results_root)
+    workdir.mkdir(parents=True, exist_ok=True)
+    attrs = _study_attrs(s, space, source, fp, hw, accuracy)
+    attrs["latency_table"] = table
+    with quiet_optuna():
+        study, created = _open_study(s, info, attrs)
+        if created:
+            for name in s.baselines:
+                study.enqueue_trial({}, user_attrs={"baseline": name})
+        n_before = len(study.get_trials(deepcopy=False))
+        seed = s.seed if created else s.seed + 7919 * n_before + os.getpid()
+        study.sampler = make_sampler(s.sampler_name, seed, multi_objective=s.mode == "pareto",
+                                     population_size=s.population_size)
+        study.pruner = make_pruner(s.pruner, s.mode)
+        if on_start is not None:
+            on_start({"study": s.study_name, "storage": info.location, "kind": info.kind, "created": created,
+                      "trials_before": n_before, "target": n_target, "hardware_key": hw})
+        # studies created before the ordinal encoding keep sampling categorically (Optuna refuses to mix
+        # two distributions under one parameter name)
+        encoding = study.user_attrs.get(ATTR + "param_encoding", CATEGORICAL)
+        objective = TrialEvaluator(s, space, latency, accuracy, workdir, hw, encoding,
+                                   objectives=resolve(s.objective_names))
+        deadline = time.monotonic() + s.hours * 3600 if s.hours else None
+        ran, consecutive_fail, last_error = 0, 0, ""
+        reported: set[int] = set()
+        while True:
+            recover_dead_trials(study)
+            c = _counts(study)
+            if n_target is not None and c["finished"] >= n_target:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if (n_target is not None and c["finished"] + c["running"] >= n_target and not c["waiting"]
+                    and not _pending_baselines(study)):
+                if info.kind == "rdb":
+                    optuna.storages.fail_stale_trials(study)  # a worker on another host may have died
+                time.sleep(1.0)  # other workers are finishing the last trials
+                continue
+            study.optimize(objective, n_trials=1, catch=(LatlabError, RuntimeError, ValueError),
+                           gc_after_trial=False, show_progress_bar=False)
+            mine = [t for t in study.get_trials(deepcopy=False) if t.number not in reported
+                    and t.state.is_finished() and t.user_attrs.get("owner_pid") == os.getpid()]
+            reported.update(t.number for t in mine)
+            ran += len(mine)
+            for t in mine:
+                if t.state == TrialState.FAIL:
+                    consecutive_fail += 1
+                    last_error = t.user_attrs.get("note", "") or "see the log above"
+                else:
+                    consecutive_fail = 0
+                if on_trial is not None:
+                    on_trial(trial_record(t))
+            if consecutive_fail >= 3:
+                raise SearchError(f"study {s.study_name!r}: 3 trials in a row failed (last: {last_error})")
+        df = trials_frame(study)
+    return SearchResult(study=s.study_name, storage=info.location, storage_kind=info.kind, mode=s.mode,
+                        workdir=workdir, n_run_here=ran, trials=df, best=best_trial(df, s.mode),
+                        wall_s=time.perf_counter() - t_start)
+
+
+
+def _counts(study: optuna.Study) -> dict[str, int]:
+    """Search trials (baselines excluded) by state: finished (complete or pruned), running, waiting, failed."""
+    out = {"finished": 0, "running": 0, "waiting": 0, "failed": 0}
+    for t in study.get_trials(deepcopy=False):
+        if is_baseline(t):
+            continue
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            out["finished"] += 1
+        elif t.state == TrialState.RUNNING:
+            out["running"] += 1
+        elif t.state == TrialState.WAITING:
+            out["waiting"] += 1
+        elif t.state == TrialState.FAIL:
+            out["failed"] += 1
+    return out
+
+
+def _pending_baselines(study: optuna.Study) -> bool:
+    return any(is_baseline(t) and t.state in (TrialState.WAITING,) for t in study.get_trials(deepcopy=False))
