@@ -11,20 +11,21 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from latlab.profiling.backends import device_names, list_backends
 
 
 def backend_help(note: str = "") -> str:
-    """``--backend`` help: one entry per registered backend (devices, extra, description), then ``note``."""
+    """``--backend`` help: ``note``, then one entry per registered backend (devices, extra, description);
+    escaped because typer renders help as rich markup (``latlab[onnx]`` would vanish)."""
     entries = "; ".join(spec.help() for spec in list_backends())
-    return f"{note} One of: {entries}".strip() if note else f"One of: {entries}"
+    return escape(f"{note} One of: {entries}." if note else f"One of: {entries}.")
 
 
 def device_help(note: str = "") -> str:
     """``--device`` help: the devices of the registered backends, then ``note``."""
-    text = " or ".join(device_names()) + "."
-    return f"{text} {note}".strip()
+    return escape(f"{' or '.join(device_names())}. {note}".strip())
 
 
 def backend_option(default: str | None = "torch", note: str = "") -> Any:

@@ -176,7 +176,7 @@ class BackendSpec:
     def help(self) -> str:
         """One line for ``--help``: ``name (devices[; pip install latlab[extra]]): description``."""
         need = f"; pip install latlab[{self.extra}]" if self.extra else ""
-        return f"{self.name} ({', '.join(self.devices)}{need}): {self.description}"
+        return f"{self.name} ({', '.join(self.devices)}{need}): {self.description.rstrip('.')}"
 
     def check_installed(self) -> None:
         """Raise a one-line DeviceError naming the pip extra when a required module cannot be imported."""
