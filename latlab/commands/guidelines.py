@@ -16,6 +16,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from latlab.commands.options import BACKEND_OPT, DEVICE_OPT, backend_option, device_option
 from latlab.guidelines.lint import LintResult, lint_model
 from latlab.guidelines.paper import CITATION, TABLES
 from latlab.guidelines.run import GuidelineResults, run_guidelines
@@ -76,8 +77,8 @@ def _verdict_lines(res: GuidelineResults, g: str, width: int | str) -> list[str]
 def guidelines(
     only: str = typer.Option(None, "--only", help="Comma-separated subset of G1,G2,G3,G4 (default: all)."),
     quick: bool = typer.Option(False, "--quick", help="×1 only with a short time budget (~1 min on 2 cores)."),
-    device: str = typer.Option("cpu", help="cpu or cuda (cuda uses the paper's GPU channel set)."),
-    backend: str = typer.Option("torch", help="torch or onnxruntime."),
+    device: str = device_option(note="cuda uses the paper's GPU channel set."),
+    backend: str = BACKEND_OPT,
     threads: str = typer.Option("1", help="Intra-op threads: 1 (like the paper's ARM) or N or 'all'."),
     width: str = typer.Option(None, "--width", help="Width multipliers, e.g. 1,2,4 (default: 1,2,4; --quick: 1)."),
     imgsz: int = typer.Option(56, help="Square input size (paper: 56)."),
@@ -146,6 +147,8 @@ def lint(
     config: str = typer.Argument(..., help="Zoo name or path to a model YAML."),
     imgsz: int = typer.Option(None, help="Square input size (default: the config's, else 640 / 224)."),
     measure: bool = typer.Option(False, "--measure", help="Also time every layer on its real input."),
+    device: str = DEVICE_OPT,
+    backend: str = backend_option(note="For --measure (a backend that times single layers)."),
     threads: int = typer.Option(1, help="Threads for --measure."),
     budget: float = typer.Option(10.0, help="Seconds of timing for --measure."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
@@ -154,10 +157,10 @@ def lint(
     """Report, per layer, where a model goes against ShuffleNet V2's guidelines G1-G4."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="machine is busy", category=RuntimeWarning)
-        res = lint_model(config, imgsz=imgsz, measure=measure, threads=threads, budget_s=budget,
-                         progress=measure and not json_out)
+        res = lint_model(config, imgsz=imgsz, measure=measure, backend=backend, device=device, threads=threads,
+                         budget_s=budget, progress=measure and not json_out)
     if out is not None:
-        writer = RunWriter(Path(out), "lint", threads=threads)
+        writer = RunWriter(Path(out), "lint", threads=threads, device=device)
         writer.save_table(res.layers, "layers")
         writer.save_table(res.findings, "findings")
         writer.save_table(res.convs, "convs")

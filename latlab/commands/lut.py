@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from latlab.commands.options import BACKEND_OPT, DEVICE_OPT, backend_option, device_option
 from latlab.lut.build import (
     CALIB_SEED,
     DEFAULT_BATCH,
@@ -37,7 +38,8 @@ def build(
     out: Path = typer.Option(..., "--out", help="Table file to write, e.g. board.lut.json."),
     space: Path = typer.Option(None, help=SPACE_HELP),
     imgsz: int = typer.Option(DEFAULT_IMGSZ, help="Square input size of the models."),
-    backend: str = typer.Option("torch", help="torch or onnxruntime."),
+    backend: str = BACKEND_OPT,
+    device: str = DEVICE_OPT,
     threads: int = typer.Option(1, help="Intra-op threads."),
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved rounds per batch of blocks."),
     batch: int = typer.Option(DEFAULT_BATCH, help="Blocks timed together per batch."),
@@ -49,8 +51,8 @@ def build(
     fresh: bool = typer.Option(False, "--fresh", help="Ignore a partial build and start over."),
 ) -> None:
     """Enumerate the space's distinct blocks, time them here, calibrate; resumable."""
-    r = build_table(out, space=space, imgsz=imgsz, backend=backend, threads=threads, rounds=rounds, batch=batch,
-                    estimator=estimator, calib=calib, calib_seed=calib_seed, calibration=calibration, limit=limit,
+    r = build_table(out, space=space, imgsz=imgsz, backend=backend, device=device, threads=threads, rounds=rounds,
+                    batch=batch, estimator=estimator, calib=calib, calib_seed=calib_seed, calibration=calibration, limit=limit,
                     fresh=fresh)
     t = r.table
     state = "complete" if r.complete else "partial (run the same command again to continue)"
@@ -99,7 +101,7 @@ def import_cmd(
 def predict_cmd(
     config: str = typer.Argument(..., help="Zoo name or model YAML."),
     lut: Path = typer.Option(..., "--lut", help="Latency table file."),
-    backend: str = typer.Option(None, help="Require this backend (error if the table differs)."),
+    backend: str = backend_option(None, note="Require this backend (error if the table differs)."),
     threads: int = typer.Option(None, help="Require this thread count (error if the table differs)."),
     on_missing: str = typer.Option("auto", help="auto (time here if same device), measure, or error."),
     save_measured: bool = typer.Option(False, "--save-measured", help="Add blocks timed now to the table."),
@@ -135,11 +137,13 @@ def check_cmd(
     space: Path = typer.Option(None, help="Search space (default: the one the table was built from)."),
     seed: int = typer.Option(CHECK_SEED, help="Sampling seed."),
     rounds: int = typer.Option(None, help="Interleaved rounds (default: the table's protocol)."),
+    backend: str = backend_option(None, note="Default: the table's; another is an error."),
+    device: str = device_option(None, note="Default: the table's; another is an error."),
     out: Path = typer.Option(None, help="Run folder (default results/lut-check/<timestamp>/)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Accuracy of a table here: % within ±5/±10 %, MAPE, Spearman, Kendall (raw sum and calibrated)."""
-    r = check_table(lut, space=space, n=n, seed=seed, rounds=rounds, out=out)
+    r = check_table(lut, space=space, n=n, seed=seed, rounds=rounds, backend=backend, device=device, out=out)
     if json_out:
         console.print_json(json.dumps(r.to_json(), default=str))
         return

@@ -16,15 +16,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from latlab.commands.options import BACKEND_OPT, DEVICE_OPT
 from latlab.profiling.compare import Comparison
 from latlab.profiling.layerwise import ProfileResult, compare_models, profile_model
 from latlab.profiling.timer import DEFAULT_ESTIMATOR, ESTIMATORS, Measurement
 from latlab.runs import RunWriter, new_run_dir
 
 console = Console()
-# options shared by `profile` and `compare` (one definition, one help text)
-DEVICE_OPT = typer.Option("cpu", help="cpu or cuda.")
-BACKEND_OPT = typer.Option("torch", help="torch or onnxruntime (needs `pip install latlab[onnx]`).")
+# options shared by `profile` and `compare` (one definition, one help text); --backend/--device: options.py
 THREADS_OPT = typer.Option(1, help="Intra-op threads (torch.set_num_threads / ORT intra_op).")
 ESTIMATOR_OPT = typer.Option(DEFAULT_ESTIMATOR, help=f"One of {', '.join(ESTIMATORS)}.")
 BUDGET_OPT = typer.Option(10.0, help="Seconds of timing for the interleaved rounds.")

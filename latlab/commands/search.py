@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from latlab.commands.options import BACKEND_OPT, device_option
 from latlab.runs import RESULTS_ROOT
 from latlab.search.export import export_study, trials_frame
 from latlab.search.objective_registry import DEFAULT_OBJECTIVES, OBJECTIVES
@@ -44,7 +45,8 @@ def run(
     imgsz: int = typer.Option(160, "--imgsz", help="Input size for latency and training."),
     minutes: float = typer.Option(None, "--minutes", help="Training budget per trial in minutes."),
     epochs: int = typer.Option(None, "--epochs", help="Training budget per trial in epochs (default 3)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda for latency (training stays on the CPU)."),
+    device: str = device_option(note="For latency (training stays on the CPU)."),
+    backend: str = BACKEND_OPT,
     latency: str = typer.Option("measured", "--latency", help="measured, or lut:FILE (latency table)."),
     sampler: str = typer.Option("auto", "--sampler",
                                 help="auto (gp for pareto, tpe for constrained), gp, tpe, nsga2 or random."),
@@ -65,7 +67,8 @@ def run(
     settings = SearchSettings(
         mode=mode, latency_budget_ms=parse_latency_budget(latency_budget), n_trials=trials, hours=hours,
         space=space, storage=storage, study=study, imgsz=imgsz, minutes=minutes, epochs=epochs, device=device,
-        latency=latency, sampler=sampler, seed=seed, resume=resume, threads=threads, data=data, pruner=pruner,
+        backend=backend, latency=latency, sampler=sampler, seed=seed, resume=resume, threads=threads, data=data,
+        pruner=pruner,
         baselines=tuple(b for b in (x.strip() for x in baselines.split(",")) if b), batch=batch,
         objectives=(*DEFAULT_OBJECTIVES, *(o for o in objective if o not in DEFAULT_OBJECTIVES)))
     best: dict[str, float] = {}

@@ -297,8 +297,9 @@ def _share(part: pd.DataFrame, total: pd.DataFrame, col: str) -> float:
 
 def lint_model(cfg: nn.Module | str | Path | dict, *, imgsz: int | None = None, measure: bool = False,
                thresholds: LintThresholds | None = None, threads: int = 1, budget_s: float = 10.0,
-               progress: bool = False) -> LintResult:
-    """Lint ``cfg`` at ``imgsz`` (default: the config's, else 640 for detectors / 224 for classifiers)."""
+               backend: str = "torch", device: str = "cpu", progress: bool = False) -> LintResult:
+    """Lint ``cfg`` at ``imgsz`` (default: the config's, else 640 for detectors / 224 for classifiers);
+    ``measure`` times each layer with ``backend`` on ``device`` (a backend that times single layers)."""
     th = thresholds or LintThresholds()
     from latlab.ops.builder import as_model
 
@@ -349,7 +350,8 @@ def lint_model(cfg: nn.Module | str | Path | dict, *, imgsz: int | None = None, 
               "g1_mac_excess_bytes": float(convs["mac_excess_bytes"].sum(skipna=True))}
     warnings: list[str] = []
     if measure:
-        layers, warnings = _measure(model, x, layers, threads=threads, budget_s=budget_s, progress=progress)
+        layers, warnings = _measure(model, x, layers, threads=threads, budget_s=budget_s, backend=backend,
+                                    device=device, progress=progress)
     return LintResult(name, size, layers, convs.drop(columns="key"), finding_df, totals, th, measure, warnings)
 
 
@@ -383,10 +385,11 @@ def _findings(row: dict[str, Any], pw: pd.DataFrame, th: LintThresholds) -> list
 
 
 def _measure(model: nn.Module, x: torch.Tensor, layers: pd.DataFrame, *, threads: int, budget_s: float,
-             progress: bool) -> tuple[pd.DataFrame, list[str]]:
+             backend: str, device: str, progress: bool) -> tuple[pd.DataFrame, list[str]]:
     from latlab.profiling.layerwise import profile_layers
 
-    timing = profile_layers(model, x, threads=threads, budget_s=budget_s, progress=progress)
+    timing = profile_layers(model, x, threads=threads, budget_s=budget_s, backend=backend, device=device,
+                            progress=progress)
     t = timing.table.rename(columns={"share": "latency_share"})
     cols = ["module", "estimate_ms", "ci_low_ms", "ci_high_ms", "median_ms", "latency_share"]
     merged = layers.merge(t[cols], on="module", how="left")

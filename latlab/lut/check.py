@@ -62,13 +62,19 @@ class CheckResult:
 
 def check_table(lut: str | Path | LatencyTable, *, space: Any = None, n: int = 50, seed: int = CHECK_SEED,
                 rounds: int | None = None, on_missing: str = "auto", save: bool = True,
-                out: str | Path | None = None, progress: bool = True) -> CheckResult:
-    """Library entry of ``latlab lut check`` (see the module docstring); writes a run folder when ``save``."""
+                out: str | Path | None = None, progress: bool = True, backend: str | None = None,
+                device: str | None = None) -> CheckResult:
+    """Library entry of ``latlab lut check`` (see the module docstring); writes a run folder when ``save``.
+    ``backend``/``device`` (default: the table's) must match the table's: a table is checked as measured."""
     from latlab.lut.build import measure_models, sample_archs
     from latlab.lut.predict import LatencyPredictor
     from latlab.ops.builder import build_model
 
     table = lut if isinstance(lut, LatencyTable) else LatencyTable.load(lut)
+    table.check(backend=backend)
+    if device is not None and device != table.device:
+        raise TableError(f"{table.path or 'latency table'}: measured on device '{table.device}', but '{device}' "
+                         f"was requested; build a table with --device {device} or request --device {table.device}")
     if table.calibration is None:
         raise TableError(f"{table.path or 'latency table'}: has no calibration (build incomplete?); finish the "
                          "build so the check can compare calibrated predictions")

@@ -1,13 +1,16 @@
-"""Inference runners: turn (model, example input) into a no-argument callable that runs one inference.
+"""Inference backends: a registry of runners that turn (model, example input) into a no-argument callable.
 
 A ``Runner`` hides how a backend executes and synchronises, so the timer and the interleaved comparison
-time every backend the same way:
+time every backend the same way. Each backend is one ``Runner`` subclass registered with
+``@register_backend(name, devices=..., description=...)``; its :class:`BackendSpec` (name, devices,
+optional extra, precision, per-layer support, one-line description) is all the CLI options, help texts
+and error messages need, so adding a backend is one class (``get_runner`` / ``list_backends`` find it):
 
-- ``TorchCPURunner``: PyTorch eager on CPU, ``eval()`` + ``torch.inference_mode``, optional channels_last;
-  glibc malloc fixed in its steady state first (``latlab.profiling.allocator`` says why).
-- ``CUDARunner``: PyTorch eager on a CUDA GPU, ``cudnn.benchmark`` on, each call timed with CUDA events.
-- ``ORTRunner``: ONNX Runtime (export with ``torch.onnx.export`` to a temporary file), sequential execution,
-  ``intra_op_num_threads = threads``, ``inter_op_num_threads = 1``.
+- ``torch`` (``TorchCPURunner``; ``CUDARunner`` on ``cuda``): PyTorch eager, ``eval()`` +
+  ``torch.inference_mode``, optional channels_last; on CPU glibc malloc fixed in its steady state first
+  (``latlab.profiling.allocator`` says why); on CUDA ``cudnn.benchmark`` on, each call timed with CUDA events.
+- ``onnxruntime`` (``ORTRunner``): ONNX Runtime (export with ``torch.onnx.export`` to a temporary file),
+  sequential execution, ``intra_op_num_threads = threads``, ``inter_op_num_threads = 1``.
 
 Thread counts are always set explicitly (``torch.set_num_threads`` inside ``runner.session()``, restored on
 exit; ORT's intra-op pool at session creation) and recorded, because a latency means nothing without them.
@@ -23,8 +26,9 @@ import time
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -32,8 +36,6 @@ from torch import nn
 from latlab.errors import DeviceError
 from latlab.profiling.allocator import steady_cpu_allocator
 
-BACKENDS = ("torch", "onnxruntime")
-DEVICES = ("cpu", "cuda")
 Clock = Callable[[], float]
 
 
@@ -96,12 +98,19 @@ class Runner(ABC):
 
     backend: str = "torch"
     device: str = "cpu"
+    spec: ClassVar[BackendSpec | None] = None  # set by @register_backend
 
     def __init__(self, threads: int = 1, channels_last: bool = False):
         if threads < 1:
             raise DeviceError(f"threads must be >= 1, got {threads}")
         self.threads = int(threads)
         self.channels_last = bool(channels_last)
+
+    @classmethod
+    def create(cls, device: str, *, threads: int = 1, channels_last: bool = False) -> Runner:
+        """The runner of this backend on ``device`` (already checked against the spec's devices).
+        Default: the class itself runs on one device; a backend with a class per device overrides this."""
+        return cls(threads, channels_last)
 
     @abstractmethod
     def prepare(self, model: nn.Module | Callable[..., Any], example_input: Any) -> Callable[[], Any]:
@@ -149,11 +158,115 @@ class Runner(ABC):
         return (clock() - t0) * 1e3
 
 
-class TorchCPURunner(Runner):
-    """PyTorch eager mode on the CPU, with glibc malloc in its steady state (see ``allocator``)."""
+@dataclass(frozen=True)
+class BackendSpec:
+    """What latlab knows about one backend without creating it: its name (``--backend``), the devices it
+    runs on, the pip extra and importable modules it needs, the precision it times in, whether it can
+    time single torch layers (``--per-layer``/``--ops``, ``lint --measure``) and a one-line description."""
 
-    backend = "torch"
+    name: str
+    runner: type[Runner]
+    devices: tuple[str, ...]
+    description: str
+    extra: str | None = None
+    requires: tuple[str, ...] = ()
+    precision: str = "fp32"
+    per_layer: bool = False
+
+    def help(self) -> str:
+        """One line for ``--help``: ``name (devices[; pip install latlab[extra]]): description``."""
+        need = f"; pip install latlab[{self.extra}]" if self.extra else ""
+        return f"{self.name} ({', '.join(self.devices)}{need}): {self.description.rstrip('.')}"
+
+    def check_installed(self) -> None:
+        """Raise a one-line DeviceError naming the pip extra when a required module cannot be imported."""
+        for module in self.requires:
+            try:
+                __import__(module)  # optional dependency: only the backend asked for needs it
+            except ImportError as exc:
+                hint = f"pip install latlab[{self.extra}]" if self.extra else f"pip install {module}"
+                what = f"the {self.extra} extra" if self.extra else module
+                raise DeviceError(f"--backend {self.name} needs {what} ({' and '.join(self.requires)}): "
+                                  f"{hint} ({exc.name or module} is not installed)") from None
+
+
+_REGISTRY: dict[str, BackendSpec] = {}
+
+
+def register_backend(name: str, *, devices: tuple[str, ...], description: str, extra: str | None = None,
+                     requires: tuple[str, ...] = (), precision: str = "fp32", per_layer: bool = False
+                     ) -> Callable[[type[Runner]], type[Runner]]:
+    """Class decorator: register a ``Runner`` subclass as backend ``name`` (sets its ``backend`` and
+    ``spec``). A name can be registered once; ``unregister_backend`` removes it (tests)."""
+
+    def decorate(cls: type[Runner]) -> type[Runner]:
+        if name in _REGISTRY:
+            raise DeviceError(f"backend '{name}' is already registered ({_REGISTRY[name].runner.__name__})")
+        if not devices:
+            raise DeviceError(f"backend '{name}' must name at least one device")
+        spec = BackendSpec(name, cls, tuple(devices), description, extra, tuple(requires), precision, per_layer)
+        cls.backend = name
+        cls.spec = spec
+        _REGISTRY[name] = spec
+        return cls
+
+    return decorate
+
+
+def unregister_backend(name: str) -> None:
+    """Remove backend ``name`` from the registry (for tests that register a toy backend)."""
+    get_backend(name)
+    del _REGISTRY[name]
+
+
+def list_backends() -> list[BackendSpec]:
+    """The registered backends, in registration order."""
+    return list(_REGISTRY.values())
+
+
+def backend_names() -> tuple[str, ...]:
+    """The registered backend names (``--backend`` choices)."""
+    return tuple(_REGISTRY)
+
+
+def device_names() -> tuple[str, ...]:
+    """Every device some registered backend runs on (``--device`` choices)."""
+    return tuple(dict.fromkeys(d for spec in _REGISTRY.values() for d in spec.devices))
+
+
+def get_backend(name: str) -> BackendSpec:
+    """The spec of backend ``name``; a one-line DeviceError naming the registered backends otherwise."""
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        raise DeviceError(f"unknown backend '{name}': expected one of {', '.join(_REGISTRY)}")
+    return spec
+
+
+def per_layer_backends() -> tuple[str, ...]:
+    """Backends that can time single torch layers (``profile --per-layer``/``--ops``, ``lint --measure``)."""
+    return tuple(s.name for s in _REGISTRY.values() if s.per_layer)
+
+
+def require_per_layer(backend: str) -> None:
+    """Raise a one-line DeviceError unless ``backend`` can time single torch layers."""
+    if not get_backend(backend).per_layer:
+        raise DeviceError(f"--per-layer/--ops time torch modules; they do not support --backend {backend} "
+                          f"(backends that do: {', '.join(per_layer_backends())})")
+
+
+@register_backend("torch", devices=("cpu", "cuda"), per_layer=True,
+                  description="PyTorch eager (inference_mode; cudnn.benchmark on cuda).")
+class TorchCPURunner(Runner):
+    """PyTorch eager mode on the CPU, with glibc malloc in its steady state (see ``allocator``).
+    Registered as backend ``torch``; ``create("cuda")`` returns a :class:`CUDARunner`."""
+
     device = "cpu"
+
+    @classmethod
+    def create(cls, device: str, *, threads: int = 1, channels_last: bool = False) -> Runner:
+        if device == "cuda":
+            return CUDARunner(threads, channels_last)
+        return cls(threads, channels_last)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Runner]:
@@ -212,18 +325,6 @@ class CUDARunner(Runner):
         return float(start.elapsed_time(end))
 
 
-ORT_MISSING = "--backend onnxruntime needs the onnx extra (onnx and onnxruntime): pip install latlab[onnx]"
-
-
-def _import_ort() -> Any:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime
-    except ImportError as exc:
-        raise DeviceError(f"{ORT_MISSING} ({exc.name} is not installed)") from None
-    return onnxruntime
-
-
 def export_onnx(model: nn.Module, example_input: Any, path: Path | str, opset: int = 17) -> Path:
     """Export ``model`` to ONNX. Uses the TorchScript exporter (``dynamo=False``), which needs no onnxscript
     and is still shipped by torch 2.13; falls back to the dynamo exporter when the legacy one is gone."""
@@ -239,13 +340,20 @@ def export_onnx(model: nn.Module, example_input: Any, path: Path | str, opset: i
     return path
 
 
+@register_backend("onnxruntime", devices=("cpu", "cuda"), extra="onnx", requires=("onnx", "onnxruntime"),
+                  description="ONNX Runtime on an ONNX export (CUDA needs onnxruntime-gpu).")
 class ORTRunner(Runner):
     """ONNX Runtime on the CPU (or CUDA when onnxruntime-gpu provides the CUDA execution provider)."""
 
-    backend = "onnxruntime"
+    @classmethod
+    def create(cls, device: str, *, threads: int = 1, channels_last: bool = False) -> Runner:
+        return cls(threads, channels_last, device=device)
 
     def __init__(self, threads: int = 1, channels_last: bool = False, device: str = "cpu"):
-        self._ort = _import_ort()
+        get_backend(self.backend).check_installed()  # one-line error naming the onnx extra
+        import onnxruntime  # optional dependency (the onnx extra)
+
+        self._ort = onnxruntime
         if device == "cuda":
             require_cuda()
             if "CUDAExecutionProvider" not in self._ort.get_available_providers():
@@ -291,13 +399,22 @@ class ORTRunner(Runner):
 
 def get_runner(backend: str = "torch", device: str = "cpu", *, threads: int = 1,
                channels_last: bool = False) -> Runner:
-    """The runner for ``backend`` ("torch" | "onnxruntime") on ``device`` ("cpu" | "cuda")."""
-    if backend not in BACKENDS:
-        raise DeviceError(f"unknown backend '{backend}': expected one of {', '.join(BACKENDS)}")
-    if device not in DEVICES:
-        raise DeviceError(f"unknown device '{device}': expected one of {', '.join(DEVICES)}")
-    if backend == "onnxruntime":
-        return ORTRunner(threads, channels_last, device=device)
-    if device == "cuda":
-        return CUDARunner(threads, channels_last)
-    return TorchCPURunner(threads, channels_last)
+    """The runner for registered ``backend`` on ``device``; a one-line DeviceError for an unknown backend,
+    an unknown or unsupported device, or a missing optional dependency."""
+    spec = get_backend(backend)
+    if device not in spec.devices:
+        if device not in device_names():
+            raise DeviceError(f"unknown device '{device}': expected one of {', '.join(device_names())}")
+        raise DeviceError(f"--backend {backend} does not run on --device {device}: "
+                          f"it supports {', '.join(spec.devices)}")
+    spec.check_installed()
+    return spec.runner.create(device, threads=threads, channels_last=channels_last)
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``BACKENDS`` and ``DEVICES``: the registered names, read from the registry when asked for."""
+    if name == "BACKENDS":
+        return backend_names()
+    if name == "DEVICES":
+        return device_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ from torch import nn
 
 from latlab.errors import ConfigError, DeviceError
 from latlab.ops.model import check_imgsz, default_imgsz
-from latlab.profiling.backends import call_with, get_runner, map_tensors
+from latlab.profiling.backends import call_with, get_runner, map_tensors, require_per_layer
 from latlab.profiling.categories import conv_category, is_conv_op, op_category
 from latlab.profiling.compare import Comparison, compare, run_interleaved
 from latlab.profiling.timer import DEFAULT_ESTIMATOR, Measurement, check_estimator
@@ -141,8 +141,10 @@ class LayerTiming:
 def profile_layers(model: nn.Module, example_input: Any, *, estimator: str = DEFAULT_ESTIMATOR,
                    threads: int = 1, device: str = "cpu", channels_last: bool = False,
                    rounds: int | None = None, budget_s: float | None = 30.0, progress: bool = True,
-                   **kwargs: Any) -> LayerTiming:
-    """Time every layer on its captured input and the whole model, interleaved (torch backend)."""
+                   backend: str = "torch", **kwargs: Any) -> LayerTiming:
+    """Time every layer on its captured input and the whole model, interleaved (``backend`` must time
+    single torch modules: its spec's ``per_layer``)."""
+    require_per_layer(backend)
     layers = capture_layer_inputs(model, example_input)
     models: dict[str, Any] = {E2E: model}
     inputs: dict[str, Any] = {E2E: example_input}
@@ -150,7 +152,7 @@ def profile_layers(model: nn.Module, example_input: Any, *, estimator: str = DEF
         models[cl.path] = cl.module
         inputs[cl.path] = cl.args
     run = run_interleaved(models, inputs, rounds=rounds, budget_s=budget_s, estimator=estimator,
-                          backend="torch", device=device, threads=threads, channels_last=channels_last,
+                          backend=backend, device=device, threads=threads, channels_last=channels_last,
                           progress=progress, **kwargs)
     e2e = run.measurements[E2E]
     rows = []
@@ -322,8 +324,8 @@ def profile_model(cfg: Any, *, imgsz: int | None = None, device: str = "cpu", ba
                   batch: int = 1, progress: bool = True) -> ProfileResult:
     """Build ``cfg`` (zoo name, YAML path, dict or an nn.Module) and measure it; see ``latlab profile``."""
     check_estimator(estimator)
-    if (per_layer or ops) and backend != "torch":
-        raise DeviceError(f"--per-layer/--ops time torch modules; they do not support --backend {backend}")
+    if per_layer or ops:
+        require_per_layer(backend)
     if ops and device != "cpu":
         raise DeviceError("--ops uses torch.profiler's CPU times; run it with --device cpu")
     get_runner(backend, device, threads=threads)  # fail early on a missing GPU or ONNX Runtime
@@ -334,7 +336,7 @@ def profile_model(cfg: Any, *, imgsz: int | None = None, device: str = "cpu", ba
     x = example_input(model, size, name, batch)
     layers = op_breakdown = None
     if per_layer:
-        layers = profile_layers(model, x, estimator=estimator, threads=threads, device=device,
+        layers = profile_layers(model, x, estimator=estimator, threads=threads, device=device, backend=backend,
                                 channels_last=channels_last, budget_s=budget_s, progress=progress)
         e2e, notes = layers.end_to_end, layers.warnings
     else:

@@ -1,7 +1,7 @@
 """What a search trial measures: latency (timed here or predicted from a table), counts, and mAP.
 
-- :class:`MeasuredLatency` times a built model with the profiling core's interleaved engine
-  (``run_interleaved``: one input of ``1×3×imgsz×imgsz``, fixed thread count, low-percentile estimator with a
+- :class:`MeasuredLatency` times a built model on a registered backend (``--backend``, default eager
+  torch) with the profiling core's interleaved engine (``run_interleaved``: one input of ``1×3×imgsz×imgsz``, fixed thread count, low-percentile estimator with a
   95 % CI, median beside it, latency at the machine's reference speed so trials timed an hour apart
   compare). A :class:`TimingLock` (``fcntl`` on a host-wide file) makes sure two search workers on one host
   never time at the same moment; training may overlap.
@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from latlab.errors import SearchError
+from latlab.profiling.backends import get_backend
 
 DEFAULT_LOCK = Path(tempfile.gettempdir()) / "latlab-timing.lock"
 
@@ -47,13 +48,14 @@ class LatencyEstimate:
     device: str
     n: int = 0
     warnings: list[str] = field(default_factory=list)
+    backend: str = "torch"
 
     def attrs(self) -> dict[str, Any]:
         """Trial user attributes (the shared latency columns of the trials table)."""
         return {"latency_ms": self.estimate_ms, "latency_ci_low_ms": self.ci_low_ms,
                 "latency_ci_high_ms": self.ci_high_ms, "latency_median_ms": self.median_ms,
                 "latency_estimator": self.estimator, "latency_source": self.source, "threads": self.threads,
-                "latency_device": self.device, "latency_n": self.n,
+                "latency_device": self.device, "latency_backend": self.backend, "latency_n": self.n,
                 "latency_warnings": "; ".join(self.warnings)}
 
 
@@ -106,11 +108,13 @@ class TimingLock:
 
 
 class MeasuredLatency:
-    """Times models on this host with the profiling core (see the module docstring)."""
+    """Times models on this host with the profiling core on ``backend`` (a registered backend name;
+    ``latlab.profiling.backends``) and ``device``; see the module docstring."""
 
     def __init__(self, imgsz: int, *, device: str = "cpu", threads: int = 1, estimator: str = "p10",
                  target_ci: float = 0.03, min_rounds: int = 40, max_time_s: float = 5.0,
                  lock: TimingLock | None = None, backend: str = "torch"):
+        get_backend(backend)  # an unknown name fails before any training, listing the registered backends
         self.imgsz, self.device, self.threads, self.backend = imgsz, device, threads, backend
         self.estimator, self.target_ci = estimator, target_ci
         self.min_rounds, self.max_time_s = min_rounds, max_time_s
@@ -124,12 +128,12 @@ class MeasuredLatency:
         with self.lock.hold(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             run = run_interleaved({"candidate": model}, x, budget_s=self.max_time_s, min_rounds=self.min_rounds,
-                                  target_ci=self.target_ci, estimator=self.estimator, device=self.device,
-                                  backend=self.backend, threads=self.threads, progress=False)
+                                  target_ci=self.target_ci, estimator=self.estimator, backend=self.backend,
+                                  device=self.device, threads=self.threads, progress=False)
             m = run.measurements["candidate"]
         notes = list(dict.fromkeys([*m.warnings, *(str(w.message) for w in caught)]))
         return LatencyEstimate(m.estimate_ms, m.ci_low_ms, m.ci_high_ms, m.median_ms, m.estimator, self.source,
-                               m.threads, m.device, m.n, notes)
+                               m.threads, m.device, m.n, notes, m.backend)
 
 
 class PredictedLatency:
@@ -141,10 +145,12 @@ class PredictedLatency:
         ident = predictor.identity()
         self.estimator = str(ident.get("estimator") or "table")
         self.threads = int(ident.get("threads") or 0)
+        self.backend = str(ident.get("backend") or "")
 
     def __call__(self, model: nn.Module, cfg: dict[str, Any] | None = None) -> LatencyEstimate:
         ms = float(self.predictor.predict(model))
-        return LatencyEstimate(ms, ms, ms, ms, self.estimator, self.source, self.threads, self.device)
+        return LatencyEstimate(ms, ms, ms, ms, self.estimator, self.source, self.threads, self.device,
+                               backend=self.backend)
 
 
 LatencyFn = Callable[[nn.Module, dict[str, Any] | None], LatencyEstimate]
