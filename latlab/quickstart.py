@@ -21,9 +21,22 @@ from pathlib import Path
 
 import pandas as pd
 
+from latlab.guidelines.run import run_guidelines
+from latlab.inputs import example_input
+from latlab.ops.builder import build_model
+from latlab.ops.zoo import SEED_DETECTORS as ZOO_SEEDS
+from latlab.profiling.compare import measure_many
+from latlab.profiling.counter import count_model
+from latlab.profiling.layerwise import profile_layers
+from latlab.report.build import build_report
 from latlab.runs import RunWriter, new_run_dir
+from latlab.search.export import export_study
+from latlab.search.run import run_search
+from latlab.search.settings import SearchSettings
+from latlab.search.storage import load_search_study
 
-SEED_DETECTORS = ("yolov5n", "yolov5s-shufflenetv2", "yolov5s-ghost-backbone")
+# profiled and tabled with the reference YOLOv5n first, then the recipes in the zoo's (search baseline) order
+SEED_DETECTORS = ("yolov5n", *(m for m in ZOO_SEEDS if m != "yolov5n"))
 BUDGET_SEED = "yolov5s-shufflenetv2"
 
 
@@ -59,15 +72,8 @@ def profile_seeds(out: Path, imgsz: int, threads: int, models: tuple[str, ...] =
 
     Returns the per-model table (params, madds, mac_bytes, latency statistics) that shows FLOPs are not speed.
     """
-    import torch
-
-    from latlab.ops.builder import build_model
-    from latlab.profiling.compare import measure_many
-    from latlab.profiling.counter import count_model
-    from latlab.profiling.layerwise import profile_layers
-
     built = {name: build_model(name, nc=10) for name in models}
-    x = torch.zeros(1, 3, imgsz, imgsz)
+    x = example_input(imgsz)
     latency = measure_many(built, x, threads=threads, budget_s=20.0, progress=False)
     rows = []
     for name, model in built.items():
@@ -107,8 +113,6 @@ def run_quickstart(settings: QuickstartSettings | None = None,
         return value
 
     if s.guidelines:
-        from latlab.guidelines.run import run_guidelines
-
         timed("guidelines", lambda: run_guidelines(quick=True, threads=s.threads).save(root / "guidelines"))
     if s.profile or s.search:
         table = timed("profile", lambda: profile_seeds(root / "profile", s.imgsz, s.threads))
@@ -117,8 +121,6 @@ def run_quickstart(settings: QuickstartSettings | None = None,
         result.budget_ms = float(seed_row["ci_high_ms"])
     if s.search:
         result.best = timed("search", lambda: _search(s, root, result.budget_ms, on_trial))
-    from latlab.report.build import build_report
-
     report = timed("report", lambda: build_report(root, root / "report.html"))
     result.report = report.index
     return result
@@ -126,11 +128,6 @@ def run_quickstart(settings: QuickstartSettings | None = None,
 
 def _search(s: QuickstartSettings, root: Path, budget_ms: float | None,
             on_trial: Callable[[object], None] | None) -> dict | None:
-    from latlab.search.export import export_study
-    from latlab.search.run import run_search
-    from latlab.search.settings import SearchSettings
-    from latlab.search.storage import load_search_study
-
     settings = SearchSettings(
         mode="constrained", latency_budget_ms=budget_ms, n_trials=s.search_trials, imgsz=s.imgsz,
         epochs=s.train_epochs, threads=s.threads, study="quickstart", results_root=root / "search-study",

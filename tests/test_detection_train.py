@@ -165,3 +165,16 @@ def test_cli_data_make_train_val(tmp_path, monkeypatch):
     assert (run / "final.json").exists() and (run / "metrics.csv").exists()
     assert main(["val", "yolov5n", "--weights", str(run / "last.pt"), "--data", str(folder), "--imgsz", "64"]) == 0
     assert main(["train", "yolov5n", "--data", str(tmp_path / "nope"), "--epochs", "1"]) == 2
+
+
+def test_train_leaves_the_thread_count_as_it_found_it(tiny, tmp_path):
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    seen = []
+    train(model10(), data=tiny, epochs=1, imgsz=64, batch=8, out_dir=tmp_path / "t", progress=False,
+          threads=other, on_epoch_end=lambda _e, _m: seen.append(torch.get_num_threads()))
+    assert seen == [other] and torch.get_num_threads() == before
+    with pytest.raises(ConfigError, match="nc=3 but the data has nc=10"):  # raised while the count is set
+        train(build_model("yolov5n", nc=3), data=tiny, epochs=1, imgsz=64, out_dir=tmp_path / "e",
+              progress=False, threads=other)
+    assert torch.get_num_threads() == before

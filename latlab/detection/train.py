@@ -42,7 +42,9 @@ from latlab.detection.data import DetectionData, LetterboxDataset, collate, load
 from latlab.detection.evaluate import evaluate
 from latlab.detection.loss import LossHyp, YoloLoss, find_detect
 from latlab.errors import ConfigError
+from latlab.progress import ProgressReporter, ProgressTask, as_progress
 from latlab.runs import RunWriter, new_run_dir
+from latlab.threads import torch_threads
 
 HISTORY_COLUMNS = ["epoch", "iterations", "images", "box_loss", "obj_loss", "cls_loss", "lr", "map50", "map",
                    "train_s", "elapsed_s", "partial"]
@@ -168,14 +170,16 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
           momentum: float = 0.937, weight_decay: float = 5e-4, warmup_epochs: float = 1.0, nbs: int | None = None,
           use_ema: bool = True, grad_clip: float = 10.0, hyp: LossHyp | None = None,
           augment: AugmentConfig | bool = True, val_every: int = 1, val_max_images: int | None = None,
-          on_epoch_end: EpochHook | None = None, progress: bool = True, threads: int | None = None,
+          on_epoch_end: EpochHook | None = None, progress: bool | ProgressReporter = True,
+          threads: int | None = None,
           width_multiple: float | None = None, depth_multiple: float | None = None,
           data_kwargs: dict[str, Any] | None = None) -> TrainResult:
     """Train ``cfg_or_model`` (zoo name, YAML path, dict or a built detector) on ``data``.
 
     Exactly one of ``epochs`` / ``minutes`` may be given (neither: 10 epochs). Results go to ``out_dir`` or
     ``results/train/<name>/``: ``metrics.csv`` (per epoch), ``per_class.csv``, ``final.json``,
-    ``meta.json``, ``last.pt`` and ``best.pt``.
+    ``meta.json``, ``last.pt`` and ``best.pt``. ``threads`` sets torch's intra-op thread count for the run
+    (restored on return, also on errors); ``progress`` is True (rich bars), False or a ``ProgressReporter``.
     """
     t_start = time.perf_counter()
     if epochs is not None and minutes is not None:
@@ -184,188 +188,191 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
         epochs = 10
     if (epochs is not None and epochs < 1) or (minutes is not None and minutes <= 0):
         raise ConfigError(f"epochs must be >= 1 and minutes > 0 (got epochs={epochs}, minutes={minutes})")
-    if threads:
-        torch.set_num_threads(threads)
-    run_dir = Path(out_dir) if out_dir is not None else new_run_dir("train", name)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    with torch_threads(threads or None):  # restored on return and on errors
+        run_dir = Path(out_dir) if out_dir is not None else new_run_dir("train", name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
 
-    settings = {"epochs": epochs, "minutes": minutes, "imgsz": imgsz, "batch": batch, "seed": seed,
-                "optimizer": optimizer, "lr0": lr0, "lrf": lrf, "lr_schedule": lr_schedule, "momentum": momentum,
-                "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "nbs": nbs, "use_ema": use_ema,
-                "grad_clip": grad_clip, "val_every": val_every, "val_max_images": val_max_images,
-                "data": data.name if isinstance(data, DetectionData) else str(data),
-                "hyp": asdict(hyp or LossHyp()),
-                "augment": asdict(augment if isinstance(augment, AugmentConfig) else AugmentConfig())
-                if augment else None}
-    ckpt = None
-    if resume:
-        if not last_path.is_file():
-            raise ConfigError(f"{last_path}: nothing to resume (no checkpoint in {run_dir})")
-        ckpt = load_checkpoint(last_path)
-        settings = dict(ckpt["settings"])  # the run's own settings win over the call's
-    s = settings
-    epochs, minutes, imgsz, batch, seed = s["epochs"], s["minutes"], s["imgsz"], s["batch"], s["seed"]
-    hyp = LossHyp(**s["hyp"])
-    aug = AugmentConfig(**s["augment"]) if s["augment"] else None
+        settings = {"epochs": epochs, "minutes": minutes, "imgsz": imgsz, "batch": batch, "seed": seed,
+                    "optimizer": optimizer, "lr0": lr0, "lrf": lrf, "lr_schedule": lr_schedule, "momentum": momentum,
+                    "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "nbs": nbs, "use_ema": use_ema,
+                    "grad_clip": grad_clip, "val_every": val_every, "val_max_images": val_max_images,
+                    "data": data.name if isinstance(data, DetectionData) else str(data),
+                    "hyp": asdict(hyp or LossHyp()),
+                    "augment": asdict(augment if isinstance(augment, AugmentConfig) else AugmentConfig())
+                    if augment else None}
+        ckpt = None
+        if resume:
+            if not last_path.is_file():
+                raise ConfigError(f"{last_path}: nothing to resume (no checkpoint in {run_dir})")
+            ckpt = load_checkpoint(last_path)
+            settings = dict(ckpt["settings"])  # the run's own settings win over the call's
+        s = settings
+        epochs, minutes, imgsz, batch, seed = s["epochs"], s["minutes"], s["imgsz"], s["batch"], s["seed"]
+        hyp = LossHyp(**s["hyp"])
+        aug = AugmentConfig(**s["augment"]) if s["augment"] else None
 
-    ds = data if isinstance(data, DetectionData) else load_dataset(data, imgsz=imgsz, **(data_kwargs or {}))
-    _seed_all(seed)
-    model = _build(cfg_or_model, ds.nc, width_multiple, depth_multiple)
-    det = find_detect(model)
-    max_stride = int(det.stride.max())
-    if imgsz % max_stride:
-        raise ConfigError(f"imgsz {imgsz} must be a multiple of the model's max stride {max_stride}")
-    compute_loss = YoloLoss(model, hyp, imgsz=imgsz)
+        ds = data if isinstance(data, DetectionData) else load_dataset(data, imgsz=imgsz, **(data_kwargs or {}))
+        _seed_all(seed)
+        model = _build(cfg_or_model, ds.nc, width_multiple, depth_multiple)
+        det = find_detect(model)
+        max_stride = int(det.stride.max())
+        if imgsz % max_stride:
+            raise ConfigError(f"imgsz {imgsz} must be a multiple of the model's max stride {max_stride}")
+        compute_loss = YoloLoss(model, hyp, imgsz=imgsz)
 
-    train_set = LetterboxDataset(ds.train, imgsz)
-    n = len(train_set)
-    nb = math.ceil(n / batch)
-    nbs = s["nbs"] or batch
-    accumulate = max(round(nbs / batch), 1)
-    wd = s["weight_decay"] * batch * accumulate / nbs
-    lr_start = s["lr0"] if s["lr0"] is not None else (0.01 if s["optimizer"].lower() == "sgd" else 0.003)
-    opt = make_optimizer(model, s["optimizer"], lr_start, s["momentum"], wd)
-    for gp in opt.param_groups:
-        gp["initial_lr"] = lr_start
-    ema = ModelEMA(model) if s["use_ema"] else None
-    nw = max(round(s["warmup_epochs"] * nb), 100) if s["warmup_epochs"] > 0 else 0
-    total_iters = epochs * nb if epochs is not None else None
-    budget_s = minutes * 60 if minutes is not None else None
+        train_set = LetterboxDataset(ds.train, imgsz)
+        n = len(train_set)
+        nb = math.ceil(n / batch)
+        nbs = s["nbs"] or batch
+        accumulate = max(round(nbs / batch), 1)
+        wd = s["weight_decay"] * batch * accumulate / nbs
+        lr_start = s["lr0"] if s["lr0"] is not None else (0.01 if s["optimizer"].lower() == "sgd" else 0.003)
+        opt = make_optimizer(model, s["optimizer"], lr_start, s["momentum"], wd)
+        for gp in opt.param_groups:
+            gp["initial_lr"] = lr_start
+        ema = ModelEMA(model) if s["use_ema"] else None
+        nw = max(round(s["warmup_epochs"] * nb), 100) if s["warmup_epochs"] > 0 else 0
+        total_iters = epochs * nb if epochs is not None else None
+        budget_s = minutes * 60 if minutes is not None else None
 
-    start_epoch, ni, last_opt, elapsed_before, train_s_before = 0, 0, -1, 0.0, 0.0
-    history: list[dict[str, Any]] = []
-    best_fitness = -1.0
-    if ckpt is not None:
-        try:
-            model.load_state_dict(ckpt["model"])
-            if ema is not None and ckpt.get("ema") is not None:
-                ema.ema.load_state_dict(ckpt["ema"])
-                ema.updates = int(ckpt["ema_updates"])
-        except RuntimeError as exc:
-            raise ConfigError(f"{last_path}: checkpoint does not fit this model ({str(exc).splitlines()[0]})") from exc
-        opt.load_state_dict(ckpt["optimizer"])
-        start_epoch, ni, last_opt = int(ckpt["epoch"]) + 1, int(ckpt["iteration"]), int(ckpt["last_opt_step"])
-        elapsed_before, train_s_before = float(ckpt["elapsed_s"]), float(ckpt["train_s"])
-        history = [dict(r) for r in ckpt["history"]]
-        best_fitness = float(ckpt["best_fitness"])
-        set_rng_state(ckpt["rng"])
+        start_epoch, ni, last_opt, elapsed_before, train_s_before = 0, 0, -1, 0.0, 0.0
+        history: list[dict[str, Any]] = []
+        best_fitness = -1.0
+        if ckpt is not None:
+            try:
+                model.load_state_dict(ckpt["model"])
+                if ema is not None and ckpt.get("ema") is not None:
+                    ema.ema.load_state_dict(ckpt["ema"])
+                    ema.updates = int(ckpt["ema_updates"])
+            except RuntimeError as exc:
+                raise ConfigError(f"{last_path}: checkpoint does not fit this model ({str(exc).splitlines()[0]})") from exc
+            opt.load_state_dict(ckpt["optimizer"])
+            start_epoch, ni, last_opt = int(ckpt["epoch"]) + 1, int(ckpt["iteration"]), int(ckpt["last_opt_step"])
+            elapsed_before, train_s_before = float(ckpt["elapsed_s"]), float(ckpt["train_s"])
+            history = [dict(r) for r in ckpt["history"]]
+            best_fitness = float(ckpt["best_fitness"])
+            set_rng_state(ckpt["rng"])
 
-    writer = RunWriter(run_dir, "train", threads=torch.get_num_threads())
-    t0 = time.perf_counter() - elapsed_before
+        writer = RunWriter(run_dir, "train", threads=torch.get_num_threads())
+        t0 = time.perf_counter() - elapsed_before
 
-    def elapsed() -> float:
-        return time.perf_counter() - t0
+        def elapsed() -> float:
+            return time.perf_counter() - t0
 
-    def progress_at(it: int) -> float:
-        if total_iters is not None:
-            return it / total_iters
-        return elapsed() / budget_s  # type: ignore[operator]
+        def progress_at(it: int) -> float:
+            if total_iters is not None:
+                return it / total_iters
+            return elapsed() / budget_s  # type: ignore[operator]
 
-    stopped_by = "epochs" if epochs is not None else "minutes"
-    done = budget_s is not None and elapsed() >= budget_s
-    train_s = train_s_before
-    bar = _Progress(progress, total_iters, budget_s)
-    final: dict[str, Any] | None = None
-    epoch = start_epoch
-    with bar:
-        while not done and (epochs is None or epoch < epochs):
-            model.train()
-            perm = torch.randperm(n, generator=_gen(seed, epoch))
-            sums = torch.zeros(3)
-            n_iter = 0
-            partial = False
-            t_epoch = time.perf_counter()
-            for bi in range(nb):
-                idx = perm[bi * batch:(bi + 1) * batch].tolist()
-                imgs, targets = collate([train_set[i] for i in idx])
-                imgs = imgs.float() / 255
-                if aug is not None:
-                    imgs, targets = augment_batch(imgs, targets, aug, _gen(seed, epoch, bi + 1))
-                p = progress_at(ni)
-                factor = lr_factor(p, s["lrf"], s["lr_schedule"])
-                warm = min(1.0, max(ni / nw, p / 0.2)) if nw else 1.0
-                accumulate_now = max(1, round(1 + warm * (nbs / batch - 1))) if warm < 1 else accumulate
-                for j, gp in enumerate(opt.param_groups):
-                    target = gp["initial_lr"] * factor
-                    if warm < 1:
-                        lo = 0.1 if j == 2 else 0.0
-                        gp["lr"] = lo + warm * (target - lo)
-                        if "momentum" in gp:
-                            gp["momentum"] = 0.8 + warm * (s["momentum"] - 0.8)
-                        elif "betas" in gp:
-                            gp["betas"] = (0.8 + warm * (s["momentum"] - 0.8), gp["betas"][1])
-                    else:
-                        gp["lr"] = target
-                        if "momentum" in gp:
-                            gp["momentum"] = s["momentum"]
-                preds = model(imgs)
-                loss, items = compute_loss(preds, targets)
-                loss.backward()
-                if ni - last_opt >= accumulate_now:
+        stopped_by = "epochs" if epochs is not None else "minutes"
+        done = budget_s is not None and elapsed() >= budget_s
+        train_s = train_s_before
+        reporter = as_progress(progress)
+        bar_total = total_iters if total_iters is not None else budget_s
+        final: dict[str, Any] | None = None
+        epoch = start_epoch
+        with reporter.task("train", bar_total, show=("description", "bar", "percent", "elapsed", "remaining"),
+                           transient=False) as bar:
+            while not done and (epochs is None or epoch < epochs):
+                model.train()
+                perm = torch.randperm(n, generator=_gen(seed, epoch))
+                sums = torch.zeros(3)
+                n_iter = 0
+                partial = False
+                t_epoch = time.perf_counter()
+                for bi in range(nb):
+                    idx = perm[bi * batch:(bi + 1) * batch].tolist()
+                    imgs, targets = collate([train_set[i] for i in idx])
+                    imgs = imgs.float() / 255
+                    if aug is not None:
+                        imgs, targets = augment_batch(imgs, targets, aug, _gen(seed, epoch, bi + 1))
+                    p = progress_at(ni)
+                    factor = lr_factor(p, s["lrf"], s["lr_schedule"])
+                    warm = min(1.0, max(ni / nw, p / 0.2)) if nw else 1.0
+                    accumulate_now = max(1, round(1 + warm * (nbs / batch - 1))) if warm < 1 else accumulate
+                    for j, gp in enumerate(opt.param_groups):
+                        target = gp["initial_lr"] * factor
+                        if warm < 1:
+                            lo = 0.1 if j == 2 else 0.0
+                            gp["lr"] = lo + warm * (target - lo)
+                            if "momentum" in gp:
+                                gp["momentum"] = 0.8 + warm * (s["momentum"] - 0.8)
+                            elif "betas" in gp:
+                                gp["betas"] = (0.8 + warm * (s["momentum"] - 0.8), gp["betas"][1])
+                        else:
+                            gp["lr"] = target
+                            if "momentum" in gp:
+                                gp["momentum"] = s["momentum"]
+                    preds = model(imgs)
+                    loss, items = compute_loss(preds, targets)
+                    loss.backward()
+                    if ni - last_opt >= accumulate_now:
+                        _step(model, opt, ema, s["grad_clip"])
+                        last_opt = ni
+                    ni += 1
+                    n_iter += 1
+                    sums += items
+                    done_now = ni if total_iters is not None else elapsed()
+                    _show_losses(bar, epoch, epochs, sums / n_iter, done_now, budget_s)
+                    if budget_s is not None and elapsed() >= budget_s:
+                        done, partial = True, bi < nb - 1
+                        break
+                if last_opt < ni - 1:  # flush accumulated gradients so an epoch boundary is a clean state
                     _step(model, opt, ema, s["grad_clip"])
-                    last_opt = ni
-                ni += 1
-                n_iter += 1
-                sums += items
-                bar.update(epoch, epochs, sums / n_iter, ni, elapsed())
-                if budget_s is not None and elapsed() >= budget_s:
-                    done, partial = True, bi < nb - 1
+                    last_opt = ni - 1
+                train_s += time.perf_counter() - t_epoch
+                eval_model = ema.ema if ema is not None else model
+                is_last = done or (epochs is not None and epoch == epochs - 1)
+                row: dict[str, Any] = {"epoch": epoch, "iterations": n_iter, "images": min(n_iter * batch, n),
+                                       "box_loss": float(sums[0] / n_iter), "obj_loss": float(sums[1] / n_iter),
+                                       "cls_loss": float(sums[2] / n_iter), "lr": float(opt.param_groups[0]["lr"]),
+                                       "map50": float("nan"), "map": float("nan"), "train_s": train_s,
+                                       "elapsed_s": 0.0, "partial": partial}
+                if is_last or (epoch + 1) % max(1, s["val_every"]) == 0:
+                    m = evaluate(eval_model, ds, imgsz=imgsz, max_images=None if is_last else s["val_max_images"])
+                    row["map50"], row["map"] = m["map50"], m["map"]
+                    final = m if is_last else None
+                row["elapsed_s"] = elapsed()
+                history.append(row)
+                fitness = 0.1 * row["map50"] + 0.9 * row["map"] if not math.isnan(row["map"]) else -1.0
+                state = {"epoch": epoch, "iteration": ni, "last_opt_step": last_opt, "elapsed_s": elapsed(),
+                         "train_s": train_s, "model": model.state_dict(),
+                         "ema": ema.ema.state_dict() if ema is not None else None,
+                         "ema_updates": ema.updates if ema is not None else 0, "optimizer": opt.state_dict(),
+                         "history": history, "best_fitness": max(best_fitness, fitness), "settings": settings,
+                         "nc": ds.nc, "names": list(ds.names), "rng": rng_state()}
+                save_checkpoint(last_path, state)
+                if fitness > best_fitness:
+                    best_fitness = fitness
+                    save_checkpoint(best_path, state)
+                writer.save_table(pd.DataFrame(history, columns=HISTORY_COLUMNS), "metrics")
+                reporter.log(f"epoch {row['epoch'] + 1}: mAP50 {row['map50']:.4f} mAP {row['map']:.4f} "
+                             f"({row['elapsed_s']:.0f} s)")
+                if on_epoch_end is not None and on_epoch_end(epoch, dict(row)):
+                    stopped_by = "callback"
                     break
-            if last_opt < ni - 1:  # flush accumulated gradients so an epoch boundary is a clean state
-                _step(model, opt, ema, s["grad_clip"])
-                last_opt = ni - 1
-            train_s += time.perf_counter() - t_epoch
-            eval_model = ema.ema if ema is not None else model
-            is_last = done or (epochs is not None and epoch == epochs - 1)
-            row: dict[str, Any] = {"epoch": epoch, "iterations": n_iter, "images": min(n_iter * batch, n),
-                                   "box_loss": float(sums[0] / n_iter), "obj_loss": float(sums[1] / n_iter),
-                                   "cls_loss": float(sums[2] / n_iter), "lr": float(opt.param_groups[0]["lr"]),
-                                   "map50": float("nan"), "map": float("nan"), "train_s": train_s,
-                                   "elapsed_s": 0.0, "partial": partial}
-            if is_last or (epoch + 1) % max(1, s["val_every"]) == 0:
-                m = evaluate(eval_model, ds, imgsz=imgsz, max_images=None if is_last else s["val_max_images"])
-                row["map50"], row["map"] = m["map50"], m["map"]
-                final = m if is_last else None
-            row["elapsed_s"] = elapsed()
-            history.append(row)
-            fitness = 0.1 * row["map50"] + 0.9 * row["map"] if not math.isnan(row["map"]) else -1.0
-            state = {"epoch": epoch, "iteration": ni, "last_opt_step": last_opt, "elapsed_s": elapsed(),
-                     "train_s": train_s, "model": model.state_dict(),
-                     "ema": ema.ema.state_dict() if ema is not None else None,
-                     "ema_updates": ema.updates if ema is not None else 0, "optimizer": opt.state_dict(),
-                     "history": history, "best_fitness": max(best_fitness, fitness), "settings": settings,
-                     "nc": ds.nc, "names": list(ds.names), "rng": rng_state()}
-            save_checkpoint(last_path, state)
-            if fitness > best_fitness:
-                best_fitness = fitness
-                save_checkpoint(best_path, state)
-            writer.save_table(pd.DataFrame(history, columns=HISTORY_COLUMNS), "metrics")
-            bar.epoch_done(row)
-            if on_epoch_end is not None and on_epoch_end(epoch, dict(row)):
-                stopped_by = "callback"
-                break
-            epoch += 1
+                epoch += 1
 
-    eval_model = ema.ema if ema is not None else model
-    if final is None:
-        final = evaluate(eval_model, ds, imgsz=imgsz)
-    hist = pd.DataFrame(history, columns=HISTORY_COLUMNS)
-    images_seen = int(hist["images"].sum()) if len(hist) else 0
-    per_class = final.pop("per_class")
-    writer.save_table(per_class, "per_class")
-    wall_s = time.perf_counter() - t_start
-    summary = {"map50": final["map50"], "map": final["map"], "map75": final["map75"], "epochs": len(history),
-               "stopped_by": stopped_by, "images_seen": images_seen, "train_s": train_s,
-               "images_per_s": images_seen / train_s if train_s > 0 else float("nan"), "wall_s": wall_s,
-               "data": ds.summary(), "settings": settings, "params": sum(p.numel() for p in model.parameters())}
-    (run_dir / "final.json").write_text(json.dumps(summary, indent=2, default=str))
-    writer.write_meta(model=_describe(cfg_or_model), data=settings["data"], imgsz=imgsz, batch=batch)
-    return TrainResult(name=run_dir.name, run_dir=run_dir, last=last_path,
-                       best=best_path if best_path.exists() else None, epochs=len(history), map50=final["map50"],
-                       map=final["map"], metrics={**final, "per_class": per_class}, history=hist,
-                       per_class=per_class, wall_s=wall_s, train_s=train_s, images_seen=images_seen,
-                       images_per_s=summary["images_per_s"], stopped_by=stopped_by, model=eval_model)
+        eval_model = ema.ema if ema is not None else model
+        if final is None:
+            final = evaluate(eval_model, ds, imgsz=imgsz)
+        hist = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+        images_seen = int(hist["images"].sum()) if len(hist) else 0
+        per_class = final.pop("per_class")
+        writer.save_table(per_class, "per_class")
+        wall_s = time.perf_counter() - t_start
+        summary = {"map50": final["map50"], "map": final["map"], "map75": final["map75"], "epochs": len(history),
+                   "stopped_by": stopped_by, "images_seen": images_seen, "train_s": train_s,
+                   "images_per_s": images_seen / train_s if train_s > 0 else float("nan"), "wall_s": wall_s,
+                   "data": ds.summary(), "settings": settings, "params": sum(p.numel() for p in model.parameters())}
+        (run_dir / "final.json").write_text(json.dumps(summary, indent=2, default=str))
+        writer.write_meta(model=_describe(cfg_or_model), data=settings["data"], imgsz=imgsz, batch=batch)
+        return TrainResult(name=run_dir.name, run_dir=run_dir, last=last_path,
+                           best=best_path if best_path.exists() else None, epochs=len(history), map50=final["map50"],
+                           map=final["map"], metrics={**final, "per_class": per_class}, history=hist,
+                           per_class=per_class, wall_s=wall_s, train_s=train_s, images_seen=images_seen,
+                           images_per_s=summary["images_per_s"], stopped_by=stopped_by, model=eval_model)
 
 
 def _step(model: nn.Module, opt: torch.optim.Optimizer, ema: ModelEMA | None, clip: float) -> None:
@@ -385,40 +392,10 @@ def _describe(cfg_or_model: Any) -> str:
     return str(cfg_or_model)
 
 
-class _Progress:
-    """A rich progress bar showing epoch, mean losses and ETA (iterations or the time budget)."""
-
-    def __init__(self, enabled: bool, total_iters: int | None, budget_s: float | None):
-        self.enabled = enabled
-        self.total_iters, self.budget_s = total_iters, budget_s
-        self.progress = None
-        self.task = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                                     TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
-            self.progress.__enter__()
-            total = self.total_iters if self.total_iters is not None else self.budget_s
-            self.task = self.progress.add_task("train", total=total)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)  # type: ignore[arg-type]
-
-    def update(self, epoch: int, epochs: int | None, losses: torch.Tensor, ni: int, elapsed: float) -> None:
-        if self.progress is None:
-            return
-        ep = f"{epoch + 1}/{epochs}" if epochs else f"{epoch + 1}"
-        desc = f"epoch {ep} box {losses[0]:.4f} obj {losses[1]:.4f} cls {losses[2]:.4f}"
-        done = ni if self.total_iters is not None else min(elapsed, self.budget_s or elapsed)
-        self.progress.update(self.task, description=desc, completed=done)
-
-    def epoch_done(self, row: dict[str, Any]) -> None:
-        if self.progress is None:
-            return
-        self.progress.console.print(f"epoch {row['epoch'] + 1}: mAP50 {row['map50']:.4f} mAP {row['map']:.4f} "
-                                    f"({row['elapsed_s']:.0f} s)", highlight=False)
+def _show_losses(bar: ProgressTask, epoch: int, epochs: int | None, losses: torch.Tensor, done: float,
+                 budget_s: float | None) -> None:
+    """Move the bar to ``done`` (iterations, or seconds capped at the budget) with the mean losses shown."""
+    ep = f"{epoch + 1}/{epochs}" if epochs else f"{epoch + 1}"
+    completed = done if budget_s is None else min(done, budget_s)
+    bar.set(completed=completed,
+            description=f"epoch {ep} box {losses[0]:.4f} obj {losses[1]:.4f} cls {losses[2]:.4f}")

@@ -40,10 +40,8 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +65,7 @@ from latlab.profiling.backends import get_runner
 from latlab.profiling.compare import ratio_ci, run_interleaved
 from latlab.profiling.counter import count_model
 from latlab.profiling.timer import DEFAULT_ESTIMATOR, check_estimator
+from latlab.progress import ProgressReporter, as_progress, ticking
 
 QUICK_BUDGET_S = 12.0
 FULL_BUDGET_S = 30.0
@@ -184,58 +183,6 @@ class GuidelineResults:
                 "verdicts": _records(self.verdicts)}
 
 
-# ------------------------------------------------------------------------------------ progress
-class _Progress:
-    """Rich progress over configurations: one step per counted configuration and per timed one; while a
-    table is being timed, a second bar follows its time budget."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled = enabled
-        self._bar: Any = None
-        self.total = total
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-            self._bar.__enter__()
-            self._main = self._bar.add_task("guidelines", total=self.total)
-        return self
-
-    def step(self, description: str, n: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.update(self._main, advance=n, description=description)
-
-    @contextmanager
-    def timing(self, label: str, budget_s: float) -> Iterator[None]:
-        if self._bar is None:
-            yield
-            return
-        task = self._bar.add_task(f"timing {label}", total=budget_s)
-        stop = threading.Event()
-        start = time.perf_counter()
-
-        def tick() -> None:
-            while not stop.wait(0.25):
-                self._bar.update(task, completed=min(time.perf_counter() - start, budget_s))
-
-        thread = threading.Thread(target=tick, daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
-            self._bar.remove_task(task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-
-
 # ------------------------------------------------------------------------------------- running
 def _counts(model: nn.Module, shape: tuple[int, ...]) -> dict[str, int]:
     totals = count_model(model, input_shape=shape).totals
@@ -275,7 +222,8 @@ def run_guidelines(only: str | Sequence[str] | None = None, *, quick: bool = Fal
                    backend: str = "torch", threads: int | str = 1, widths: str | Sequence[int] | None = None,
                    imgsz: int = 56, batch: int = 1, platform: str | None = None, budget_s: float | None = None,
                    estimator: str = DEFAULT_ESTIMATOR, min_effect: float = MIN_EFFECT, merge: str = "concat",
-                   blocks: int = BLOCKS, seed: int = 0, progress: bool = True) -> GuidelineResults:
+                   blocks: int = BLOCKS, seed: int = 0,
+                   progress: bool | ProgressReporter = True) -> GuidelineResults:
     """Measure the asked guideline tables on this device and decide a verdict per guideline and width.
 
     ``quick``: ×1 only (unless ``widths`` is given), ``QUICK_BUDGET_S`` seconds of timing per table.
@@ -307,7 +255,9 @@ def run_guidelines(only: str | Sequence[str] | None = None, *, quick: bool = Fal
     substitutions = [f"{c.name}: {c.note}" for cs in plan.values() for c in cs if not c.exact]
     config_notes = [f"{c.name}: {c.note}" for cs in plan.values() for c in cs if c.exact and c.note]
     gen = torch.Generator().manual_seed(seed)
-    with _Progress(progress, 2 * n_configs) as bar:
+    reporter = as_progress(progress)
+    # one step per counted configuration and per timed one; a second bar follows each table's time budget
+    with reporter.task("guidelines", 2 * n_configs, show=("description", "bar", "count", "elapsed")) as bar:
         for g, configs in plan.items():
             models: dict[str, nn.Module] = {}
             inputs: dict[str, torch.Tensor] = {}
@@ -318,12 +268,13 @@ def run_guidelines(only: str | Sequence[str] | None = None, *, quick: bool = Fal
                 shape = (batch, cfg.in_channels, imgsz, imgsz)
                 inputs[cfg.name] = torch.randn(shape, generator=gen)
                 counts[cfg.name] = _counts(models[cfg.name], shape)
-                bar.step(f"built + counted {cfg.name}")
-            with bar.timing(f"{g} ({len(configs)} configurations)", budget):
+                bar.advance(description=f"built + counted {cfg.name}")
+            timing = reporter.task(f"timing {g} ({len(configs)} configurations)", budget)
+            with timing as clock, ticking(clock, budget):
                 run = run_interleaved(models, inputs, budget_s=budget, min_rounds=min_rounds,
                                       estimator=estimator, backend=backend, device=device, threads=n_threads,
                                       seed=seed, progress=False)
-            bar.step(f"timed {g}", len(configs))
+            bar.advance(len(configs), description=f"timed {g}")
             notes.extend(f"{g}: {w}" for w in run.warnings)
             tables[g] = _table(g, configs, counts, run, imgsz=imgsz, batch=batch, device=device,
                                estimator=estimator)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from latlab.errors import DeviceError, TableError
+from latlab.inputs import example_input
 from latlab.lut.build import (
     CALIB_SEED,
     DEFAULT_BATCH,
@@ -118,8 +119,6 @@ def export_kit(out: str | Path, *, space: Any = None, archs: Sequence[Arch] | No
                estimator: str = "p10", calib: int = DEFAULT_CALIB, calib_seed: int = CALIB_SEED, verify: int = 8,
                progress: bool = True) -> KitInfo:
     """Write a board kit for ``space`` (or an explicit ``archs`` list) to ``out`` (see the module docstring)."""
-    import torch
-
     try:
         import onnx  # noqa: F401
     except ImportError:
@@ -155,7 +154,7 @@ def export_kit(out: str | Path, *, space: Any = None, archs: Sequence[Arch] | No
                             "params": params, "madds": madds, "mac_bytes": mac})
             bar(1)
     models = []
-    x = torch.randn(1, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0))
+    x = example_input(imgsz, seed=0)
     for a in calib_archs:
         path = out / "models" / f"{a.arch_hash}.onnx"
         info = _export(blocks.models[a.name], x, path)

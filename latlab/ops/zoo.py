@@ -15,6 +15,10 @@ import yaml
 from latlab.errors import UnknownModelError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The seed detectors: the two hand-designed lightweight recipes and the YOLOv5n reference. The search
+# enqueues them as baseline trials in this order (their trial numbers, and a stored study's settings,
+# follow it), so do not reorder; the quickstart tables put YOLOv5n first.
+SEED_DETECTORS = ("yolov5s-shufflenetv2", "yolov5s-ghost-backbone", "yolov5n")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from latlab.profiling.timer import (
     check_estimator,
     ci_met,
 )
+from latlab.progress import ProgressReporter, as_progress
 
 Model = nn.Module | Callable[..., Any]
 
@@ -80,7 +81,7 @@ def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: 
                     min_rounds: int = 40, calls_per_round: int = 1, budget_s: float | None = None,
                     target_ci: float = 0.02, estimator: str = DEFAULT_ESTIMATOR, backend: str = "torch",
                     device: str = "cpu", threads: int = 1, channels_last: bool = False,
-                    warmup_rounds: int = 3, seed: int = 0, progress: bool = True,
+                    warmup_rounds: int = 3, seed: int = 0, progress: bool | ProgressReporter = True,
                     confidence: float = CONFIDENCE, check_busy: bool = True, speed_reference: bool = True,
                     clock: Clock = time.perf_counter) -> InterleavedRun:
     """Measure ``models`` interleaved and return the raw samples and a Measurement per model.
@@ -111,8 +112,9 @@ def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: 
     rng = np.random.default_rng(seed)
     per_round: dict[str, list[list[float]]] = {n: [] for n in timed}
 
-    bar = _Progress(progress, rounds, budget_s)
-    with runner.session(), bar:
+    bar_total = rounds if rounds is not None else budget_s
+    with runner.session(), as_progress(progress).task("timing", bar_total, description="",
+                                                      show=("label", "bar", "description")) as bar:
         for _ in range(warmup_rounds):
             for n in timed:
                 runner.time_call(fns[n], clock)
@@ -128,7 +130,8 @@ def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: 
                 per_round[n].append([runner.time_call(fns[n], clock) for _ in range(calls_per_round)])
             r += 1
             elapsed = clock() - start
-            bar.update(r, elapsed)
+            done = r if rounds is not None else min(elapsed, budget_s or elapsed)
+            bar.set(completed=done, description=f"round {r}, {elapsed:.1f} s")
             if rounds is not None and r >= rounds:
                 break
             if budget_s is not None and elapsed >= budget_s:
@@ -156,8 +159,8 @@ def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: 
 
 def measure_many(models: Mapping[str, Model], inputs: Any = None, *, rounds: int | None = None,
                  calls_per_round: int = 1, budget_s: float | None = None, estimator: str = DEFAULT_ESTIMATOR,
-                 backend: str = "torch", device: str = "cpu", threads: int = 1, progress: bool = True,
-                 **kwargs: Any) -> pd.DataFrame:
+                 backend: str = "torch", device: str = "cpu", threads: int = 1,
+                 progress: bool | ProgressReporter = True, **kwargs: Any) -> pd.DataFrame:
     """Interleaved latency of several models → DataFrame, one row per model (see ``InterleavedRun.table``).
 
     ``inputs`` is one example input for all models or a dict name → input. Extra keyword arguments go to
@@ -234,7 +237,7 @@ class Comparison:
 def compare(model_a: Model, model_b: Model, inputs: Any = None, *, names: tuple[str, str] = ("a", "b"),
             rounds: int | None = None, calls_per_round: int = 1, budget_s: float | None = None,
             estimator: str = DEFAULT_ESTIMATOR, backend: str = "torch", device: str = "cpu", threads: int = 1,
-            n_boot: int = 2000, progress: bool = True, **kwargs: Any) -> Comparison:
+            n_boot: int = 2000, progress: bool | ProgressReporter = True, **kwargs: Any) -> Comparison:
     """Interleaved A/B comparison: the ratio of estimates a/b with a bootstrap CI over rounds.
 
     ``inputs`` is one input for both models or a dict keyed by ``names``.
@@ -248,33 +251,3 @@ def compare(model_a: Model, model_b: Model, inputs: Any = None, *, names: tuple[
     ratio, lo, hi = ratio_ci(run.samples[names[0]], run.samples[names[1]], estimator, confidence, n_boot)
     return Comparison(names[0], names[1], run.measurements[names[0]], run.measurements[names[1]], estimator,
                       ratio, lo, hi, run.rounds, confidence)
-
-
-class _Progress:
-    """A transient rich progress bar on stderr (rounds when fixed, seconds of budget otherwise)."""
-
-    def __init__(self, enabled: bool, rounds: int | None, budget_s: float | None):
-        self.enabled = enabled
-        self.rounds, self.budget_s = rounds, budget_s
-        self._bar: Any = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn
-
-            self._bar = Progress(TextColumn("timing"), BarColumn(), TextColumn("{task.description}"),
-                                 console=Console(stderr=True), transient=True)
-            total = self.rounds if self.rounds is not None else self.budget_s
-            self._task = self._bar.add_task("", total=total)
-            self._bar.__enter__()
-        return self
-
-    def update(self, r: int, elapsed: float) -> None:
-        if self._bar is not None:
-            done = r if self.rounds is not None else min(elapsed, self.budget_s or elapsed)
-            self._bar.update(self._task, completed=done, description=f"round {r}, {elapsed:.1f} s")
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from latlab.errors import ConfigError, DeviceError
+from latlab.inputs import example_input as base_example_input
 from latlab.ops.model import check_imgsz, default_imgsz
 from latlab.profiling.backends import call_with, get_runner, map_tensors, require_per_layer
 from latlab.profiling.categories import conv_category, is_conv_op, op_category
@@ -315,7 +316,7 @@ def example_input(model: nn.Module, imgsz: int, name: str, batch: int = 1) -> to
     """A random ``batch×C×imgsz×imgsz`` input for ``model`` (C from its ``in_channels``, default 3), after
     checking that ``imgsz`` suits it (``ConfigError`` naming ``name`` otherwise)."""
     check_imgsz(model, imgsz, name)
-    return torch.randn(batch, getattr(model, "in_channels", 3), imgsz, imgsz)
+    return base_example_input(imgsz, batch, getattr(model, "in_channels", 3), fill="randn")
 
 
 def profile_model(cfg: Any, *, imgsz: int | None = None, device: str = "cpu", backend: str = "torch",

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from latlab.fingerprint import device_fingerprint, hardware_key
+from latlab.inputs import example_input
 from latlab.profiling.timer import estimate
 
 ANCHOR_PREFIX = "__anchor"
@@ -70,7 +71,7 @@ def anchor_models() -> dict[str, nn.Module]:
 
 
 def anchor_input() -> torch.Tensor:
-    return torch.zeros(1, 3, ANCHOR_IMGSZ, ANCHOR_IMGSZ)
+    return example_input(ANCHOR_IMGSZ)
 
 
 @functools.cache

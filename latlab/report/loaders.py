@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 
 from latlab.errors import LatlabError
+from latlab.runs import META_NAME
 
-META_NAME = "meta.json"
 KINDS: tuple[str, ...] = ("guidelines", "profile", "search", "lut")
 KIND_TITLES = {"guidelines": "Guidelines", "profile": "Profile", "search": "Search",
                "lut": "Latency tables"}

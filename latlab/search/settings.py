@@ -11,13 +11,14 @@ from typing import Any
 import torch
 
 from latlab.errors import SearchError
+from latlab.ops.zoo import SEED_DETECTORS
 from latlab.runs import RESULTS_ROOT
 from latlab.search.objective_registry import CONSTRAINED_OBJECTIVES, DEFAULT_OBJECTIVES, resolve
 from latlab.search.objectives import parse_latency_source
 from latlab.search.samplers import AUTO_SAMPLER, PRUNERS, SAMPLERS
 from latlab.search.storage import mask_url
 
-DEFAULT_BASELINES = ("yolov5s-shufflenetv2", "yolov5s-ghost-backbone", "yolov5n")
+DEFAULT_BASELINES = SEED_DETECTORS
 MODES = ("constrained", "pareto")
 _UNITS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}
 
