@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from latlab.errors import ConfigError, ModelBuildError
+from latlab.inputs import example_input
 from latlab.ops.model import LatlabModel, LayerInfo
 from latlab.ops.registry import BlockSpec, get_block
 from latlab.ops.zoo import resolve_config
@@ -285,7 +286,7 @@ def _yaml_args(args: list[Any], spec: BlockSpec) -> list[Any]:
 def _dry_run_and_strides(model: LatlabModel, source: str) -> None:
     """Run a small forward pass layer by layer: catch shape errors by layer, and set Detect strides."""
     s = _STRIDE_PROBE
-    x = torch.zeros(1, model.in_channels, s, s)
+    x = example_input(s, channels=model.in_channels)
     saved: dict[int, Any] = {}
     was_training = model.training
     model.train()

@@ -35,6 +35,7 @@ from torch import nn
 
 from latlab.errors import DeviceError
 from latlab.profiling.allocator import steady_cpu_allocator
+from latlab.threads import torch_threads
 
 Clock = Callable[[], float]
 
@@ -123,12 +124,8 @@ class Runner(ABC):
     @contextlib.contextmanager
     def session(self) -> Iterator[Runner]:
         """Set the thread count for the duration of a measurement and restore the previous one after."""
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
+        with torch_threads(self.threads):
             yield self
-        finally:
-            torch.set_num_threads(previous)
 
     def _eager_run(self, model: nn.Module | Callable[..., Any], example_input: Any,
                    device: str | None = None) -> Callable[[], Any]:

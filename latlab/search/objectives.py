@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-import torch
 from torch import nn
 
 from latlab.errors import SearchError
+from latlab.inputs import example_input
 from latlab.profiling.backends import get_backend
 
 DEFAULT_LOCK = Path(tempfile.gettempdir()) / "latlab-timing.lock"
@@ -124,7 +124,7 @@ class MeasuredLatency:
     def __call__(self, model: nn.Module, cfg: dict[str, Any] | None = None) -> LatencyEstimate:
         from latlab.profiling.compare import run_interleaved
 
-        x = torch.zeros(1, 3, self.imgsz, self.imgsz)
+        x = example_input(self.imgsz)
         with self.lock.hold(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             run = run_interleaved({"candidate": model}, x, budget_s=self.max_time_s, min_rounds=self.min_rounds,
