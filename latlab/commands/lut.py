@@ -1,7 +1,7 @@
 """``latlab lut``: latency tables for a target device: build, board kit, import, predict, accuracy check.
 
-Each command parses its options, makes one library call from ``latlab.lut`` and prints with rich. The
-search space is wired in here (``latlab.search.coverage``): the latency-table package never imports the search.
+Each command parses its options, makes one library call from ``latlab.lut`` and prints with rich. The search
+space is wired in here (``latlab.search.coverage``): the latency-table package never imports the search.
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ def build(
     fresh: bool = typer.Option(False, "--fresh", help="Ignore a partial build and start over."),
 ) -> None:
     """Enumerate the space's distinct blocks, time them here, calibrate; resumable."""
-    r = build_table(out, source=space_source(space), imgsz=imgsz, backend=backend, threads=threads, rounds=rounds, batch=batch,
-                    estimator=estimator, calib=calib, calib_seed=calib_seed, calibration=calibration, limit=limit,
-                    fresh=fresh)
+    r = build_table(out, source=space_source(space), imgsz=imgsz, backend=backend, threads=threads, rounds=rounds,
+                    batch=batch, estimator=estimator, calib=calib, calib_seed=calib_seed, calibration=calibration,
+                    limit=limit, fresh=fresh)
     t = r.table
     state = "complete" if r.complete else "partial (run the same command again to continue)"
     console.print(f"[bold]{r.path}[/]: {len(t.entries)} entries ({r.timed} timed now, {r.resumed} resumed), "
@@ -77,7 +77,8 @@ def export_kit_cmd(
     calib_seed: int = typer.Option(CALIB_SEED, help="Seed of the calibration models."),
 ) -> None:
     """Write the space's blocks as ONNX + a runner needing only onnxruntime and numpy."""
-    k = export_kit(out, source=space_source(space), imgsz=imgsz, rounds=rounds, batch=batch, calib=calib, calib_seed=calib_seed)
+    k = export_kit(out, source=space_source(space), imgsz=imgsz, rounds=rounds, batch=batch, calib=calib,
+                   calib_seed=calib_seed)
     console.print(f"[bold]{k.path}[/]: {k.blocks} blocks, {k.models} calibration models, "
                   f"{k.bytes / 1e6:.1f} MB. On the board: `python3 run_kit.py --threads 1` inside the folder, "
                   "then `latlab lut import KIT/results.jsonl --kit KIT --out board.lut.json` here.")

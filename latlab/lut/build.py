@@ -284,8 +284,8 @@ def build_table(out: str | Path, *, source: ArchSource | None = None, archs: Seq
     """Enumerate, time and calibrate; write the table to ``out`` (library entry of ``latlab lut build``).
 
     Give ``source`` (a search space: ``latlab.search.coverage.space_source(space)``) or ``archs``, an
-    explicit list of models (their units are the table). ``limit`` times at most that many blocks in this call and leaves the build resumable
-    (``complete`` is False until every block and the calibration are done).
+    explicit list of models (their units are the table). ``limit`` times at most that many blocks in this
+    call and leaves the build resumable (``complete`` is False until every block and the calibration are done).
     """
     from latlab.fingerprint import device_fingerprint
     from latlab.lut.predict import fit_calibration
