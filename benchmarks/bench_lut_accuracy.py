@@ -18,6 +18,7 @@ from pathlib import Path
 from latlab.lut.build import build_table
 from latlab.lut.check import check_table
 from latlab.lut.table import LatencyTable
+from latlab.search.coverage import space_source, table_source
 
 
 def main() -> None:
@@ -36,7 +37,7 @@ def main() -> None:
         warnings.simplefilter("always")
         t0 = time.time()
         if not args.lut.exists() or args.lut.with_name(args.lut.name + ".partial").exists():
-            r = build_table(args.lut, space=args.space, imgsz=args.imgsz, threads=args.threads)
+            r = build_table(args.lut, source=space_source(args.space), imgsz=args.imgsz, threads=args.threads)
             print(f"built {args.lut}: {len(r.table.entries)} entries in {time.time() - t0:.0f} s")
         table = LatencyTable.load(args.lut)
         cal = table.calibration
@@ -45,7 +46,7 @@ def main() -> None:
         results = []
         for i in range(args.runs):
             t1 = time.time()
-            res = check_table(table, space=args.space, n=args.n, seed=2 + i)
+            res = check_table(table, source=table_source(table, args.space), n=args.n, seed=2 + i)
             results.append(res)
             print(f"check run {i + 1} (seed {2 + i}): {time.time() - t1:.0f} s, saved to {res.run_dir}")
         busy = sorted({str(w.message) for w in caught if "busy" in str(w.message)})

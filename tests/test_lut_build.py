@@ -6,11 +6,12 @@ import warnings
 import pytest
 
 from latlab.errors import TableError
-from latlab.lut.build import Arch, build_table, covering_points, enumerate_space, sample_archs
+from latlab.lut.build import Arch, build_table
 from latlab.lut.keys import model_units
 from latlab.lut.predict import LatencyPredictor, predict
 from latlab.lut.table import LatencyTable
 from latlab.ops.builder import build_model
+from latlab.search.coverage import covering_points, enumerate_space, sample_archs
 from latlab.search.space import load_space
 
 A = {"nc": 4, "channel_divisor": 8, "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 2, "Shuffle_Block", [16, 1]],

@@ -1,6 +1,7 @@
 """``latlab lut``: latency tables for a target device: build, board kit, import, predict, accuracy check.
 
-Each command parses its options, makes one library call from ``latlab.lut`` and prints with rich.
+Each command parses its options, makes one library call from ``latlab.lut`` and prints with rich. The search
+space is wired in here (``latlab.search.coverage``): the latency-table package never imports the search.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from latlab.lut.build import (
 from latlab.lut.check import CHECK_SEED, check_table
 from latlab.lut.kit import export_kit, import_kit
 from latlab.lut.predict import predict as predict_model
+from latlab.lut.table import LatencyTable
+from latlab.search.coverage import space_source, table_source
 
 console = Console()
 lut_app = typer.Typer(help="Latency tables: build on the target, predict on the host, check the accuracy.",
@@ -51,9 +54,10 @@ def build(
     fresh: bool = typer.Option(False, "--fresh", help="Ignore a partial build and start over."),
 ) -> None:
     """Enumerate the space's distinct blocks, time them here, calibrate; resumable."""
-    r = build_table(out, space=space, imgsz=imgsz, backend=backend, device=device, threads=threads, rounds=rounds,
-                    batch=batch, estimator=estimator, calib=calib, calib_seed=calib_seed, calibration=calibration, limit=limit,
-                    fresh=fresh)
+    r = build_table(out, source=space_source(space), imgsz=imgsz, backend=backend, device=device,
+                    threads=threads, rounds=rounds,
+                    batch=batch, estimator=estimator, calib=calib, calib_seed=calib_seed, calibration=calibration,
+                    limit=limit, fresh=fresh)
     t = r.table
     state = "complete" if r.complete else "partial (run the same command again to continue)"
     console.print(f"[bold]{r.path}[/]: {len(t.entries)} entries ({r.timed} timed now, {r.resumed} resumed), "
@@ -76,7 +80,8 @@ def export_kit_cmd(
     calib_seed: int = typer.Option(CALIB_SEED, help="Seed of the calibration models."),
 ) -> None:
     """Write the space's blocks as ONNX + a runner needing only onnxruntime and numpy."""
-    k = export_kit(out, space=space, imgsz=imgsz, rounds=rounds, batch=batch, calib=calib, calib_seed=calib_seed)
+    k = export_kit(out, source=space_source(space), imgsz=imgsz, rounds=rounds, batch=batch, calib=calib,
+                   calib_seed=calib_seed)
     console.print(f"[bold]{k.path}[/]: {k.blocks} blocks, {k.models} calibration models, "
                   f"{k.bytes / 1e6:.1f} MB. On the board: `python3 run_kit.py --threads 1` inside the folder, "
                   "then `latlab lut import KIT/results.jsonl --kit KIT --out board.lut.json` here.")
@@ -143,7 +148,9 @@ def check_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Accuracy of a table here: % within ±5/±10 %, MAPE, Spearman, Kendall (raw sum and calibrated)."""
-    r = check_table(lut, space=space, n=n, seed=seed, rounds=rounds, backend=backend, device=device, out=out)
+    table = LatencyTable.load(lut)
+    r = check_table(table, source=table_source(table, space), n=n, seed=seed, rounds=rounds, backend=backend,
+                    device=device, out=out)
     if json_out:
         console.print_json(json.dumps(r.to_json(), default=str))
         return

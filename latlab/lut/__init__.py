@@ -2,7 +2,8 @@
 
 - :mod:`latlab.lut.keys`: the canonical key of a block instance (every YAML layer is one);
 - :mod:`latlab.lut.table`: the portable JSON file and its validation;
-- :mod:`latlab.lut.build`: enumerate a search space's blocks, time them (resumable), calibrate;
+- :mod:`latlab.lut.build`: time the blocks of a set of architectures (resumable), calibrate (which
+  architectures a search space needs is :mod:`latlab.search.coverage`; this package never imports the search);
 - :mod:`latlab.lut.kit` / ``kit_runner.py``: the onnxruntime-only board kit and its import;
 - :mod:`latlab.lut.predict`: block sum + calibration (``LatencyPredictor`` is what the search uses);
 - :mod:`latlab.lut.check`: accuracy against end-to-end measurements.

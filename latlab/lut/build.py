@@ -1,12 +1,9 @@
-"""Build a latency table: enumerate the distinct blocks a search space can produce, time them, calibrate.
+"""Build a latency table: enumerate the distinct blocks of a set of architectures, time them, calibrate.
 
-1. **Enumerate.** :func:`covering_candidates` decodes a set of points of the space chosen so that every
-   distinct unit (:mod:`latlab.lut.keys`) any point can produce appears in at least one of them: a unit of a
-   stage depends on its own options and on its input width (the previous stage's width), the neck on the
-   three stage widths and its own options, so the points chain stage tasks with matching widths instead of
-   taking the full product. A few random points are then checked against the set (``verify``); a space
-   whose parameters do not follow the ``stem.* / P3.* / neck.*`` layout falls back to random sampling
-   until no new unit turns up. ``calib`` random models (``calib_seed``) are added for the calibration.
+1. **Enumerate.** The architectures are an explicit list (``archs``) or an :class:`ArchSource` (a search
+   space: ``latlab.search.coverage.space_source`` enumerates every distinct unit (:mod:`latlab.lut.keys`)
+   any point of it can produce, see :mod:`latlab.search.coverage`). ``calib`` random models of the source
+   (``calib_seed``), or the first ``calib`` listed ones, are added for the calibration.
 2. **Time.** Blocks are timed in batches with :func:`latlab.profiling.compare.run_interleaved` (every
    block of a batch once per round, shuffled order, ``rounds`` rounds, the low-percentile estimator), the
    same engine and estimator the rest of latlab uses. Each finished batch is appended to
@@ -19,10 +16,8 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from latlab.errors import SearchError, TableError
+from latlab.errors import TableError
 from latlab.lut.keys import Unit, model_units
 from latlab.lut.table import Entry, LatencyTable, package_versions
 from latlab.profiling.allocator import steady_cpu_allocator
@@ -55,131 +50,19 @@ class Arch:
     arch_hash: str = ""
 
 
-def _space(space: Any) -> Any:
-    from latlab.search.space import SearchSpace, load_space
+@dataclass(frozen=True)
+class ArchSource:
+    """Where a table's architectures come from when no explicit list is given (a search space, wired in by
+    ``latlab.search.coverage.space_source``, so this package never imports the search).
 
-    return space if isinstance(space, SearchSpace) else load_space(space)
+    ``info`` is the table's ``space`` record (``name``, ``hash``, ``source``); ``sample(n, seed, exclude)``
+    draws ``n`` distinct random architectures whose hashes are not in ``exclude``; ``enumerate(imgsz,
+    verify, progress)`` returns every distinct unit the source can produce at ``imgsz``.
+    """
 
-
-def _tasks_for_stage(space: Any, stage: str, prev_widths: list[int]) -> list[dict[str, Any]]:
-    """Distinct (input width, block, effective options) of one stage, each as a partial point + ``c_in``."""
-    from latlab.search.space import BLOCK_OPTIONS
-
-    ch = space.choices
-    opt_names = ("kernel", "expansion", "se", "act")
-    tasks = []
-    for block in ch[f"{stage}.block"]:
-        used = BLOCK_OPTIONS.get(block, opt_names)
-        depths = ch[f"{stage}.depth"] if block == "c3" else [max(ch[f"{stage}.depth"])]
-        dims = [ch[f"{stage}.{o}"] if o in used else ch[f"{stage}.{o}"][:1] for o in opt_names]
-        for c_in, depth, width, *opts in itertools.product(prev_widths, depths, ch[f"{stage}.width"], *dims):
-            part = {f"{stage}.block": block, f"{stage}.depth": depth, f"{stage}.width": width}
-            part.update({f"{stage}.{o}": v for o, v in zip(opt_names, opts, strict=True)})
-            tasks.append({"c_in": c_in, "width": width, "part": part})
-    return tasks
-
-
-def _is_stage_space(space: Any) -> bool:
-    names = set(space.choices)
-    need = {"stem.type", "stem.width", "sppf", "neck.width", "neck.depth"}
-    need |= {f"{s}.{o}" for s in ("P3", "P4", "P5")
-             for o in ("block", "depth", "width", "kernel", "expansion", "se", "act")}
-    return names == need
-
-
-def covering_points(space: Any) -> list[dict[str, Any]]:
-    """Points of a stem/P3/P4/P5/neck space that together produce every distinct unit of the space."""
-    ch = space.choices
-    stages = ("P3", "P4", "P5")
-    tasks: dict[str, list[dict[str, Any]]] = {
-        "stem": [{"width": w, "part": {"stem.type": t, "stem.width": w}}
-                 for t, w in itertools.product(ch["stem.type"], ch["stem.width"])],
-    }
-    prev = ch["stem.width"]
-    for s in stages:
-        tasks[s] = _tasks_for_stage(space, s, prev)
-        prev = ch[f"{s}.width"]
-    tasks["neck"] = [{"widths": (a, b, c), "part": {"neck.width": nw, "neck.depth": nd, "sppf": sp}}
-                     for a, b, c, nw, nd, sp in itertools.product(ch["P3.width"], ch["P4.width"], ch["P5.width"],
-                                                                  ch["neck.width"], ch["neck.depth"], ch["sppf"])]
-    pending = {k: list(range(len(v))) for k, v in tasks.items()}
-
-    def pick(name: str, ok: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        for j, i in enumerate(pending[name]):
-            if ok(tasks[name][i]):
-                return tasks[name][pending[name].pop(j)]
-        for t in tasks[name]:
-            if ok(t):
-                return t
-        raise SearchError(f"{space.source}: cannot chain a {name} choice with the other stages' widths")
-
-    points = []
-    while any(pending.values()):
-        seed = max(pending, key=lambda k: len(pending[k]))
-        first = tasks[seed][pending[seed].pop(0)]
-        got: dict[str, dict[str, Any]] = {seed: first}
-        if seed == "neck":
-            w3, w4, w5 = first["widths"]
-            got["P5"] = pick("P5", lambda t, a=w4, b=w5: t["width"] == b and t["c_in"] == a)
-            got["P4"] = pick("P4", lambda t, a=w3, b=w4: t["width"] == b and t["c_in"] == a)
-            got["P3"] = pick("P3", lambda t, b=w3: t["width"] == b)
-        elif seed in stages:
-            k = stages.index(seed)
-            for s in stages[k + 1:]:
-                prev_w = got[stages[stages.index(s) - 1]]["width"]
-                got[s] = pick(s, lambda t, w=prev_w: t["c_in"] == w)
-            for s in reversed(stages[:k]):
-                need = got[stages[stages.index(s) + 1]]["c_in"]
-                got[s] = pick(s, lambda t, w=need: t["width"] == w)
-        else:
-            got["P3"] = pick("P3", lambda t, w=first["width"]: t["c_in"] == w)
-            got["P4"] = pick("P4", lambda t, w=got["P3"]["width"]: t["c_in"] == w)
-            got["P5"] = pick("P5", lambda t, w=got["P4"]["width"]: t["c_in"] == w)
-        if "stem" not in got:
-            got["stem"] = pick("stem", lambda t, w=got["P3"]["c_in"]: t["width"] == w)
-        if "neck" not in got:
-            widths = (got["P3"]["width"], got["P4"]["width"], got["P5"]["width"])
-            got["neck"] = pick("neck", lambda t, w=widths: t["widths"] == w)
-        point: dict[str, Any] = {}
-        for t in got.values():
-            point.update(t["part"])
-        points.append(point)
-    return points
-
-
-def covering_archs(space: Any = None) -> list[Arch]:
-    """Distinct architectures (by hash) of :func:`covering_points`."""
-    sp = _space(space)
-    if not _is_stage_space(sp):
-        raise SearchError(f"{sp.source}: parameters do not follow the stem/P3/P4/P5/neck layout")
-    out: dict[str, Arch] = {}
-    for p in covering_points(sp):
-        c = sp.decode(p)
-        out.setdefault(c.arch_hash, Arch(c.arch, c.cfg, c.arch_hash))
-    return list(out.values())
-
-
-def sample_archs(space: Any = None, n: int = 10, seed: int = 0, *, exclude: Iterable[str] = (),
-                 strict: bool = True) -> list[Arch]:
-    """``n`` distinct random architectures of the space (none whose hash is in ``exclude``); fewer when the
-    space has fewer and ``strict`` is False."""
-    sp = _space(space)
-    rng = np.random.default_rng(seed)
-    seen = set(exclude)
-    out: list[Arch] = []
-    tries = 0
-    while len(out) < n:
-        tries += 1
-        if tries > 200 * max(n, 1):
-            if not strict:
-                break
-            raise SearchError(f"{sp.source}: could only draw {len(out)} distinct architectures of {n} asked")
-        c = sp.decode(sp.random_point(rng))
-        if c.arch_hash in seen:
-            continue
-        seen.add(c.arch_hash)
-        out.append(Arch(c.arch, c.cfg, c.arch_hash))
-    return out
+    info: dict[str, Any]
+    sample: Callable[..., list[Arch]]
+    enumerate: Callable[..., BlockSet]
 
 
 @contextlib.contextmanager
@@ -245,38 +128,6 @@ def collect_blocks(archs: Sequence[Arch], imgsz: int, *, keep_models: Iterable[s
         for a in archs:
             bs.add(a, keep_model=a.name in keep)
             bar(1)
-    return bs
-
-
-def enumerate_space(space: Any, imgsz: int, *, verify: int = 8, seed: int = 0, patience: int = 60,
-                    max_samples: int = 3000, progress: bool = True) -> BlockSet:
-    """All distinct units the space can produce at ``imgsz`` (see the module docstring)."""
-    sp = _space(space)
-    if _is_stage_space(sp):
-        cover = covering_archs(sp)
-        bs = collect_blocks(cover, imgsz, progress=progress)
-        if verify:
-            checks = sample_archs(sp, min(verify, sp.size), seed=seed + 1000, exclude=[a.arch_hash for a in cover],
-                                  strict=False)
-            with _torch_threads(1):
-                extra = sum(bs.add(a) for a in checks)
-            if extra:
-                warnings.warn(f"{sp.source}: {extra} unit(s) of random points were not in the covering set "
-                              "(added); the enumeration does not match this space's decoding",
-                              RuntimeWarning, stacklevel=2)
-        return bs
-    warnings.warn(f"{sp.source}: parameters do not follow the stem/P3/P4/P5/neck layout; enumerating blocks by "
-                  f"random sampling until {patience} samples in a row add nothing (coverage not guaranteed)",
-                  RuntimeWarning, stacklevel=2)
-    bs = BlockSet(imgsz)
-    rng = np.random.default_rng(seed)
-    quiet = 0
-    with _torch_threads(1):
-        for _ in range(max_samples):
-            c = sp.decode(sp.random_point(rng))
-            quiet = 0 if bs.add(Arch(c.arch, c.cfg, c.arch_hash)) else quiet + 1
-            if quiet >= patience:
-                break
     return bs
 
 
@@ -424,7 +275,7 @@ class BuildResult:
     calib_models: int
 
 
-def build_table(out: str | Path, *, space: Any = None, archs: Sequence[Arch] | None = None,
+def build_table(out: str | Path, *, source: ArchSource | None = None, archs: Sequence[Arch] | None = None,
                 imgsz: int = DEFAULT_IMGSZ, backend: str = "torch", threads: int = 1, device: str = "cpu",
                 rounds: int = DEFAULT_ROUNDS, batch: int = DEFAULT_BATCH, estimator: str = "p10",
                 calib: int = DEFAULT_CALIB, calib_seed: int = CALIB_SEED, calibration: str = "auto",
@@ -432,9 +283,9 @@ def build_table(out: str | Path, *, space: Any = None, archs: Sequence[Arch] | N
                 progress: bool = True) -> BuildResult:
     """Enumerate, time and calibrate; write the table to ``out`` (library entry of ``latlab lut build``).
 
-    ``archs`` replaces the space enumeration with an explicit list of models (their units are the
-    table). ``limit`` times at most that many blocks in this call and leaves the build resumable
-    (``complete`` is False until every block and the calibration are done).
+    Give ``source`` (a search space: ``latlab.search.coverage.space_source(space)``) or ``archs``, an
+    explicit list of models (their units are the table). ``limit`` times at most that many blocks in this
+    call and leaves the build resumable (``complete`` is False until every block and the calibration are done).
     """
     from latlab.fingerprint import device_fingerprint
     from latlab.lut.predict import fit_calibration
@@ -442,8 +293,11 @@ def build_table(out: str | Path, *, space: Any = None, archs: Sequence[Arch] | N
 
     check_estimator(estimator)
     out = Path(out)
-    sp = _space(space) if archs is None else None
-    space_info = ({"name": sp.name, "hash": sp.space_hash, "source": sp.source} if sp is not None else
+    sp = source if archs is None else None
+    if archs is None and sp is None:
+        raise TableError("build_table needs archs=[...] or source= (a search space: "
+                         "latlab.search.coverage.space_source(space))")
+    space_info = (dict(sp.info) if sp is not None else
                   {"name": "explicit", "hash": _archs_hash(archs or []), "source": "architecture list"})
     if device == "cpu":
         steady_cpu_allocator()  # before the fingerprint, which records it
@@ -468,8 +322,8 @@ def build_table(out: str | Path, *, space: Any = None, archs: Sequence[Arch] | N
         journal.add_models(old_models)
 
     if sp is not None:
-        calib_archs = sample_archs(sp, calib, seed=calib_seed) if calib else []
-        blocks = enumerate_space(sp, imgsz, verify=verify, progress=progress)
+        calib_archs = sp.sample(calib, calib_seed) if calib else []
+        blocks = sp.enumerate(imgsz, verify, progress)
     else:
         given = list(archs or [])
         calib_archs = given[:calib] if calib else []

@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from latlab.errors import TableError
+from latlab.lut.build import ArchSource
 from latlab.lut.table import LatencyTable
 
 CHECK_SEED = 2
@@ -60,13 +61,16 @@ class CheckResult:
                 "metrics": self.metrics.to_dict(orient="records")}
 
 
-def check_table(lut: str | Path | LatencyTable, *, space: Any = None, n: int = 50, seed: int = CHECK_SEED,
+def check_table(lut: str | Path | LatencyTable, *, source: ArchSource, n: int = 50, seed: int = CHECK_SEED,
                 rounds: int | None = None, on_missing: str = "auto", save: bool = True,
                 out: str | Path | None = None, progress: bool = True, backend: str | None = None,
                 device: str | None = None) -> CheckResult:
     """Library entry of ``latlab lut check`` (see the module docstring); writes a run folder when ``save``.
-    ``backend``/``device`` (default: the table's) must match the table's: a table is checked as measured."""
-    from latlab.lut.build import measure_models, sample_archs
+
+    ``source`` is what to sample from: ``latlab.search.coverage.table_source(table, space)`` is the space the
+    table was built from (or ``space``). ``backend``/``device`` (default: the table's) must match the table's:
+    a table is checked as measured."""
+    from latlab.lut.build import measure_models
     from latlab.lut.predict import LatencyPredictor
     from latlab.ops.builder import build_model
 
@@ -80,10 +84,8 @@ def check_table(lut: str | Path | LatencyTable, *, space: Any = None, n: int = 5
                          "build so the check can compare calibrated predictions")
     if n < 3:
         raise TableError(f"lut check needs n >= 3 architectures for rank correlations, got {n}")
-    if space is None and table.space.get("source") not in (None, "architecture list"):
-        space = table.space["source"]
     exclude = [m.get("arch_hash", "") for m in table.calibration.models]
-    archs = sample_archs(space, n, seed=seed, exclude=exclude)
+    archs = source.sample(n, seed, exclude)
     predictor = LatencyPredictor(table, on_missing=on_missing, progress=progress)
     nets, preds = {}, {}
     for a in archs:
@@ -107,7 +109,7 @@ def check_table(lut: str | Path | LatencyTable, *, space: Any = None, n: int = 5
         {"predictor": "calibrated", **accuracy(df["predicted_ms"].to_numpy(), df["measured_ms"].to_numpy())},
     ])
     settings = {"n": n, "seed": seed, "rounds": rounds or int(table.protocol.get("rounds", 60)),
-                "space": str(space) if space is not None else None, "imgsz": table.imgsz,
+                "space": source.info.get("source"), "imgsz": table.imgsz,
                 "calibration": table.calibration.method}
     result = CheckResult(df, metrics, table.identity(), None, settings)
     if save:

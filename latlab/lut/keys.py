@@ -18,7 +18,9 @@ A key names everything that changes the block's latency::
   arguments alone cannot tell apart (a changed block implementation, a model-wide setting) never share one.
 
 ``fields`` spells the usual descriptors out (type, c_in, c_out, stride, kernel, expansion, se, activation,
-input resolution) for people and filters; the key is what is matched.
+input resolution) for people and filters; the key is what is matched. A searchable family whose block
+names a descriptor's parameter differently declares it (``SearchFamily.fields``); the others follow the
+naming convention of :data:`FIELD_PARAMS`.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ import torch
 from torch import nn
 
 from latlab.errors import ConfigError
+from latlab.ops.registry import family_fields, get_block
 
-# Constructor parameter names (across the registered blocks) that hold each descriptor, in priority order.
+# Naming convention: constructor parameter names (across the registered blocks) that hold each descriptor,
+# in priority order; a family's ``SearchFamily.fields`` overrides it for its block.
 FIELD_PARAMS: dict[str, tuple[str, ...]] = {
     "stride": ("s", "stride"),
     "kernel": ("k", "kernel_size", "dw_size", "pool_size"),
@@ -118,7 +122,10 @@ class Unit:
             "c_in": sum(s[1] for s in self.in_shapes) if len(first) > 1 else None,
             "c_out": self.out_shape[1] if len(self.out_shape) == 4 else None,
         }
+        declared = family_fields(self.type)
         for name, params in FIELD_PARAMS.items():
+            if name in declared:
+                params = (declared[name],)
             out[name] = next((self.args[p] for p in params if p in self.args), None)
         if out["stride"] is None and len(first) == 4 and len(self.out_shape) == 4 and self.out_shape[2]:
             ratio = first[2] / self.out_shape[2]
@@ -158,8 +165,6 @@ def _shapes(obj: Any) -> list[tuple[int, ...]]:
 
 def _unit_modules(model: nn.Module) -> Iterator[tuple[int, str, nn.Module, str, list[Any], str]]:
     """(layer index, path, module, YAML type, bound-arg source list, registry kind) for every unit."""
-    from latlab.ops.registry import get_block
-
     info = getattr(model, "layer_info", None)
     layers = getattr(model, "layers", None)
     if info is None or not isinstance(layers, nn.ModuleList):
@@ -183,8 +188,6 @@ def model_units(model: nn.Module, imgsz: int | None = None, *, batch: int = 1) -
 
     The model is not changed (hooks are removed, train/eval mode restored).
     """
-    from latlab.ops.registry import get_block
-
     if imgsz is None:
         imgsz = int((getattr(model, "yaml", None) or {}).get("imgsz", 640))
     entries = list(_unit_modules(model))

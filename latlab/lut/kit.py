@@ -36,14 +36,12 @@ from latlab.lut.build import (
     DEFAULT_IMGSZ,
     DEFAULT_ROUNDS,
     Arch,
+    ArchSource,
     BlockSet,
     _bar,
     _jsonable,
-    _space,
     collect_blocks,
     default_protocol,
-    enumerate_space,
-    sample_archs,
 )
 from latlab.lut.table import Entry, LatencyTable
 
@@ -114,11 +112,12 @@ class KitInfo:
     bytes: int
 
 
-def export_kit(out: str | Path, *, space: Any = None, archs: Sequence[Arch] | None = None,
+def export_kit(out: str | Path, *, source: ArchSource | None = None, archs: Sequence[Arch] | None = None,
                imgsz: int = DEFAULT_IMGSZ, rounds: int = DEFAULT_ROUNDS, batch: int = DEFAULT_BATCH,
                estimator: str = "p10", calib: int = DEFAULT_CALIB, calib_seed: int = CALIB_SEED, verify: int = 8,
                progress: bool = True) -> KitInfo:
-    """Write a board kit for ``space`` (or an explicit ``archs`` list) to ``out`` (see the module docstring)."""
+    """Write a board kit for ``source`` (a search space: ``latlab.search.coverage.space_source(space)``) or an
+    explicit ``archs`` list to ``out`` (see the module docstring)."""
     try:
         import onnx  # noqa: F401
     except ImportError:
@@ -126,11 +125,14 @@ def export_kit(out: str | Path, *, space: Any = None, archs: Sequence[Arch] | No
     out = Path(out)
     if (out / "manifest.json").exists():
         raise TableError(f"{out}: already holds a kit (manifest.json); choose another folder or delete it")
-    sp = _space(space) if archs is None else None
+    sp = source if archs is None else None
+    if archs is None and sp is None:
+        raise TableError("export_kit needs archs=[...] or source= (a search space: "
+                         "latlab.search.coverage.space_source(space))")
     if sp is not None:
-        calib_archs = sample_archs(sp, calib, seed=calib_seed) if calib else []
-        blocks = enumerate_space(sp, imgsz, verify=verify, progress=progress)
-        space_info = {"name": sp.name, "hash": sp.space_hash, "source": sp.source}
+        calib_archs = sp.sample(calib, calib_seed) if calib else []
+        blocks = sp.enumerate(imgsz, verify, progress)
+        space_info = dict(sp.info)
     else:
         calib_archs = list(archs or [])[:calib] if calib else []
         blocks = BlockSet(imgsz)

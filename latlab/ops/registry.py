@@ -13,14 +13,20 @@ Each entry also says how YOLOv5's ``parse_model`` treats the block's arguments (
 - ``"concat"``: output channels are the sum of the inputs.
 - ``"detect"``: the detection head; receives ``nc``, anchors and the input channel list.
 - ``"classify"``: a classification head; ``args = [nc, ...]``, gets ``c1`` first.
+
+Searchable block families (:class:`latlab.ops.family.SearchFamily`) are registered here too, by
+:func:`register_family` in the block file that defines their module; :func:`get_family` is the only lookup.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from torch import nn
+
+from latlab.errors import ConfigError
+from latlab.ops.family import SearchFamily
 
 KINDS = ("channels", "repeat", "same", "bn", "concat", "detect", "classify")
 
@@ -42,6 +48,7 @@ class BlockSpec:
 
 _REGISTRY: dict[str, BlockSpec] = {}
 _ALIASES: dict[str, str] = {}
+_FAMILIES: dict[str, SearchFamily] = {}
 
 
 def register_block(
@@ -95,3 +102,51 @@ def list_blocks(family: str | None = None) -> list[BlockSpec]:
     _ensure_loaded()
     specs = [s for s in _REGISTRY.values() if family is None or s.family == family]
     return sorted(specs, key=lambda s: (s.family, s.name))
+
+
+def unregister_block(name: str) -> None:
+    """Remove a block and its aliases (for tests that register a toy block); unknown names raise KeyError."""
+    spec = _REGISTRY.pop(name)
+    for alias in spec.aliases:
+        _ALIASES.pop(alias, None)
+
+
+# ---------------------------------------------------------------------------------------- search families
+def register_family(family: SearchFamily) -> SearchFamily:
+    """Make ``family`` searchable; its ``module`` must already be a registered block (define the class first)."""
+    if family.name in _FAMILIES:
+        raise ValueError(f"search family {family.name!r} is already registered")
+    if family.module not in _REGISTRY and family.module not in _ALIASES:
+        raise ValueError(f"search family {family.name!r}: its module {family.module!r} is not a registered block; "
+                         "register the block class before its family")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def unregister_family(name: str) -> None:
+    """Remove a search family (for tests that register a toy family); unknown names raise KeyError."""
+    del _FAMILIES[name]
+
+
+def get_family(name: str) -> SearchFamily:
+    """The search family called ``name``; an unknown name raises ``ConfigError`` listing the known ones."""
+    _ensure_loaded()
+    family = _FAMILIES.get(name) if isinstance(name, str) else None
+    if family is None:
+        raise ConfigError(f"unknown block family {name!r}; known families: {', '.join(sorted(_FAMILIES))}")
+    return family
+
+
+def list_families() -> list[SearchFamily]:
+    """All registered search families, sorted by name."""
+    _ensure_loaded()
+    return sorted(_FAMILIES.values(), key=lambda f: f.name)
+
+
+def family_fields(module: str) -> Mapping[str, str]:
+    """Descriptor → constructor parameter declared by the family whose module is ``module`` (empty if none)."""
+    _ensure_loaded()
+    for family in _FAMILIES.values():
+        if _ALIASES.get(family.module, family.module) == module:
+            return family.fields
+    return {}

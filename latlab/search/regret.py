@@ -6,7 +6,8 @@ sample of the space joined with every point any run found. The objective is a ch
 hundreds of runs fit in minutes:
 
 - **latency proxy** (:meth:`ProxyObjective.costs`): multiply-adds and activation traffic of each block
-  from closed-form formulas per block family at its feature-map size, turned into milliseconds with a
+  from closed-form formulas per block family at its feature-map size (each family's
+  :meth:`latlab.ops.family.SearchFamily.cost`; an unknown family is an error), turned into milliseconds with a
   roofline-style sum ``madds / 2 GMAC/s + act_bytes / 4 GB/s + 0.02 ms per layer`` (depthwise and
   element-wise layers are memory-bound on CPUs, so traffic and layer count matter, as the measured
   ShuffleNetV2 guidelines say);
@@ -29,9 +30,11 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from latlab.ops.family import CostTally
+from latlab.ops.registry import get_family
 from latlab.search import pareto
 from latlab.search.samplers import make_sampler
-from latlab.search.space import STAGE_NAMES, STEM_STRIDE, SearchSpace, arch_hash
+from latlab.search.space import STAGE_NAMES, STEM_STRIDE, SearchSpace, arch_hash, stage_of
 
 LATENCY_ACCURACY = ("minimize", "maximize")  # the proxy's two objectives
 
@@ -60,16 +63,8 @@ class ProxyObjective:
 
     def costs(self, point: dict[str, Any]) -> dict[str, float]:
         """``madds``, ``act_bytes``, ``layers``, ``params`` of the backbone + neck, by closed-form formulas."""
-        madds = act = params = 0.0
-        layers = 0
-
-        def conv(cin: float, cout: float, k: int, hw: float, groups: float = 1.0) -> None:
-            nonlocal madds, act, params, layers
-            madds += hw * cout * cin / groups * k * k
-            params += cout * cin / groups * k * k + 2 * cout
-            act += 4 * hw * (cin + cout)
-            layers += 1
-
+        tally = CostTally()
+        conv = tally.conv
         s = self.imgsz
         stem, c = point["stem.type"], point["stem.width"]
         hw = (s / 2) ** 2
@@ -84,57 +79,9 @@ class ProxyObjective:
                 conv(c / 2, c, 3, hw)
                 conv(2 * c, c, 1, hw)
         for name in STAGE_NAMES:
-            block, depth, w = point[f"{name}.block"], point[f"{name}.depth"], point[f"{name}.width"]
-            k, t, se = point[f"{name}.kernel"], point[f"{name}.expansion"], point[f"{name}.se"]
-            for i in range(depth if block != "c3" else 1):
-                stride = 2 if i == 0 else 1
-                hw_in, hw_out = hw, hw / (4 if stride == 2 else 1)
-                cin = c if i == 0 else w
-                if block == "shufflenetv2":
-                    b = w / 2
-                    if stride == 2:
-                        conv(cin, cin, 3, hw_out, cin)
-                        conv(cin, b, 1, hw_out)
-                        conv(cin, b, 1, hw_in)
-                    else:
-                        conv(b, b, 1, hw_in)
-                    conv(b, b, 3, hw_out, b)
-                    conv(b, b, 1, hw_out)
-                elif block == "ghost":
-                    h = w / 2
-                    conv(cin, h / 2, 1, hw_in)
-                    conv(h / 2, h / 2, 5, hw_in, h / 2)
-                    if stride == 2:
-                        conv(h, h, k, hw_out, h)
-                        conv(cin, cin, k, hw_out, cin)
-                        conv(cin, w, 1, hw_out)
-                    conv(h, w / 2, 1, hw_out)
-                    conv(w / 2, w / 2, 5, hw_out, w / 2)
-                elif block in ("mobilenetv2", "mobilenetv3"):
-                    h = cin * t
-                    conv(cin, h, 1, hw_in)
-                    conv(h, h, k, hw_out, h)
-                    if block == "mobilenetv3" and se:
-                        conv(h, h / 4, 1, 1)
-                        conv(h / 4, h, 1, 1)
-                        act += 4 * hw_out * h
-                    conv(h, w, 1, hw_out)
-                elif block == "pplcnet":
-                    conv(cin, cin, k, hw_out, cin)
-                    if se:
-                        conv(cin, cin / 4, 1, 1)
-                        conv(cin / 4, cin, 1, 1)
-                    conv(cin, w, 1, hw_out)
-                else:  # c3: Conv 3x3 s2, then C3 with `depth` bottlenecks
-                    conv(cin, w, 3, hw_out)
-                    for _ in range(2):
-                        conv(w, w / 2, 1, hw_out)
-                    for _ in range(depth):
-                        conv(w / 2, w / 2, 1, hw_out)
-                        conv(w / 2, w / 2, 3, hw_out)
-                    conv(w, w, 1, hw_out)
-                hw = hw_out
-            c = w
+            get_family(point[f"{name}.block"]).cost(tally, stage_of(point, name, c), hw)
+            hw = hw / 4
+            c = point[f"{name}.width"]
         if point["sppf"]:
             conv(c, c / 2, 1, hw)
             conv(2 * c, c, 1, hw)
@@ -147,7 +94,8 @@ class ProxyObjective:
             conv(cin, cout, 1, area)
             for _ in range(nd):
                 conv(cout / 2, cout / 2, 3, area)
-        return {"madds": madds, "act_bytes": act, "layers": float(layers), "params": params}
+        return {"madds": tally.madds, "act_bytes": tally.act_bytes, "layers": float(tally.layers),
+                "params": tally.params}
 
     def latency_ms(self, costs: dict[str, float]) -> float:
         return (costs["madds"] / (self.gmacs * 1e9) + costs["act_bytes"] / (self.gbytes * 1e9)) * 1e3 \
@@ -158,12 +106,12 @@ class ProxyObjective:
         cap = 0.06 * math.log(costs["params"] / 1e4) + 0.05 * math.log(depth)
         bonus = 0.0
         for n in STAGE_NAMES:
-            block = point[f"{n}.block"]
-            if block == "mobilenetv3" and point[f"{n}.se"]:
-                bonus += 0.008
-            if block in ("mobilenetv2", "mobilenetv3", "pplcnet") and point[f"{n}.act"] != "relu":
+            family = get_family(point[f"{n}.block"])
+            if family.se_bonus and point[f"{n}.se"]:
+                bonus += family.se_bonus
+            if "act" in family.knobs and point[f"{n}.act"] != "relu":
                 bonus += 0.004
-            if block != "shufflenetv2" and block != "c3" and point[f"{n}.kernel"] >= 5 and n != "P3":
+            if "kernel" in family.knobs and point[f"{n}.kernel"] >= 5 and n != "P3":
                 bonus += 0.004
         if point["sppf"]:
             bonus += 0.006

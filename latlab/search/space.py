@@ -11,10 +11,13 @@ Every choice is sampled for every point (a flat space), even options the chosen 
 crosses over only parameters that all trials share, and a flat space keeps them all shared. The architecture
 hash covers only the emitted model YAML, so points that differ in ignored options share one cached result.
 
-Invalid spaces are rejected when loaded, before anything is built or timed: unknown blocks, stems or
-activations, widths that are not multiples of ``channel_divisor``, odd widths for ShuffleNetV2 (two
-branches of c/2), widths not divisible by 4 for Ghost bottlenecks (a GhostConv of half the width),
-even kernels, and stems whose stride cannot bring P3/P4/P5 to strides 8/16/32.
+What each block family emits, which options it uses, which widths it accepts and its short tag come from
+its :class:`latlab.ops.family.SearchFamily`, registered next to its blocks (``latlab/ops/blocks/``).
+
+Invalid spaces are rejected when loaded, before anything is built or timed: unknown block families, stems
+or activations, widths that are not multiples of ``channel_divisor``, widths a family's rule refuses (odd
+for ShuffleNetV2, not divisible by 4 for Ghost bottlenecks), even kernels, and stems whose stride cannot
+bring P3/P4/P5 to strides 8/16/32.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,33 +35,40 @@ import yaml
 
 from latlab.errors import ConfigError, SearchError
 from latlab.ops.activations import ACTIVATION_NAMES
+from latlab.ops.family import ACT_SHORT as ACT_SHORT  # re-exported: arch-string spelling of activations
+from latlab.ops.family import Stage
+from latlab.ops.registry import get_family, list_families
 from latlab.yamlio import read_yaml
 
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "configs" / "search" / "default_space.yaml"
 
 # Output stride of each stem (a stride-2 stem gets a 3x3 s2 Conv after it so P2 sits at stride 4).
 STEM_STRIDE = {"Conv": 2, "CBRM": 4, "StemBlock": 4, "conv_bn_hswish": 2}
-# Block family → YAML module name(s) it emits (the first row of a stage strides by 2).
-BLOCKS = {
-    "shufflenetv2": "Shuffle_Block",
-    "ghost": "GhostBottleneck",
-    "mobilenetv2": "MV2Block",
-    "mobilenetv3": "MobileNet_Block",
-    "pplcnet": "DepSepConv",
-    "c3": "C3",
-}
-# Which per-stage options each block family uses (the rest are ignored).
-BLOCK_OPTIONS = {
-    "shufflenetv2": (),
-    "ghost": ("kernel",),
-    "mobilenetv2": ("kernel", "expansion", "act"),
-    "mobilenetv3": ("kernel", "expansion", "se", "act"),
-    "pplcnet": ("kernel", "se", "act"),
-    "c3": (),
-}
-SHORT = {"shufflenetv2": "shuffle", "ghost": "ghost", "mobilenetv2": "mv2", "mobilenetv3": "mv3",
-         "pplcnet": "lc", "c3": "c3"}
-ACT_SHORT = {"relu": "re", "hardswish": "hs", "silu": "si"}
+
+
+class _FamilyView(Mapping[str, Any]):
+    """Read-only live view: family name → one attribute of its registered descriptor."""
+
+    def __init__(self, attr: str) -> None:
+        self._attr = attr
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return getattr(get_family(name), self._attr)
+        except ConfigError:
+            raise KeyError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([f.name for f in list_families()])
+
+    def __len__(self) -> int:
+        return len(list_families())
+
+
+# Views of the registered families (``latlab.ops.registry.list_families``), kept for callers of the old tables.
+BLOCKS: Mapping[str, str] = _FamilyView("module")        # family → YAML module its stage rows use
+BLOCK_OPTIONS: Mapping[str, tuple[str, ...]] = _FamilyView("knobs")  # family → per-stage options it uses
+SHORT: Mapping[str, str] = _FamilyView("short")          # family → tag in architecture strings
 STAGE_NAMES = ("P3", "P4", "P5")
 STAGE_KEYS = ("block", "depth", "width", "kernel", "expansion", "se", "act")
 TOP_KEYS = {"name", "nc", "channel_divisor", "anchors", "stem", "stages", "sppf", "neck", "description"}
@@ -230,10 +240,11 @@ def _validate(raw: dict[str, Any], source: str) -> SearchSpace:
             if key not in st:
                 raise ConfigError(f"{source}: {where} ({name}) is missing '{key}'")
         blocks = _list(st["block"], f"{name}.block", source)
+        known = sorted(f.name for f in list_families())
         for b in blocks:
-            if b not in BLOCKS:
+            if b not in known:
                 raise ConfigError(f"{source}: {name}.block {b!r} is not a known block family; expected one of "
-                                  f"{sorted(BLOCKS)}")
+                                  f"{known}")
         widths = _check_widths(_ints(st["width"], f"{name}.width", source), f"{name}.width", div, source)
         for b in blocks:
             for w in widths:
@@ -286,58 +297,16 @@ def _check_widths(widths: list[int], where: str, div: int, source: str) -> list[
 
 
 def block_width_problem(block: str, width: int) -> str | None:
-    """Why ``block`` cannot have ``width`` output channels, or None when it can."""
-    if block == "shufflenetv2" and width % 2:
-        return "ShuffleNetV2 units need even channels (two branches of width/2)"
-    if block == "ghost" and width % 4:
-        return "Ghost bottlenecks need width % 4 == 0 (a GhostConv to width/2 concatenates two halves)"
-    if block == "c3" and width < 2:
-        return "C3 needs width >= 2 (hidden width = width/2)"
-    return None
+    """Why ``block`` cannot have ``width`` output channels, or None when it can (unknown family: ConfigError)."""
+    return get_family(block).width_problem(width)
 
 
 # --------------------------------------------------------------------------------------------- decoding
-def _round8(x: float) -> int:
-    return max(8, int(math.ceil(x / 8) * 8))
-
-
-def _stage_rows(block: str, c_in: int, w: int, depth: int, k: int, t: float, se: bool, act: str
-                ) -> list[list[Any]]:
-    """YAML rows of one stage: a stride-2 block to ``w`` channels, then ``depth - 1`` stride-1 blocks."""
-    rest = depth - 1
-    if block == "c3":
-        return [[-1, 1, "Conv", [w, 3, 2]], [-1, depth, "C3", [w]]]
-    if block == "shufflenetv2":
-        first, more = [w, 2], [w, 1]
-    elif block == "ghost":
-        first, more = [w, k, 2], [w, k, 1]
-    elif block == "mobilenetv2":
-        first, more = [w, 2, t, act, k], [w, 1, t, act, k]
-    elif block == "mobilenetv3":
-        first, more = [w, _round8(c_in * t), k, 2, se, act], [w, _round8(w * t), k, 1, se, act]
-    elif block == "pplcnet":
-        first, more = [w, 2, k, se, act], [w, 1, k, se, act]
-    else:  # pragma: no cover - the space validator rejects unknown blocks
-        raise SearchError(f"unknown block family {block!r}")
-    module = BLOCKS[block]
-    rows = [[-1, 1, module, first]]
-    if rest:
-        rows.append([-1, rest, module, more])
-    return rows
-
-
-def _stage_tag(block: str, depth: int, w: int, k: int, t: float, se: bool, act: str) -> str:
-    opts = BLOCK_OPTIONS[block]
-    tag = SHORT[block]
-    if "kernel" in opts:
-        tag += f"k{k}"
-    if "expansion" in opts:
-        tag += f"e{t:g}"
-    if "se" in opts and se:
-        tag += "se"
-    if "act" in opts:
-        tag += f"-{ACT_SHORT.get(act, act)}"
-    return f"{tag}x{depth}w{w}"
+def stage_of(point: Mapping[str, Any], name: str, c_in: int) -> Stage:
+    """The :class:`Stage` that ``point`` chooses for stage ``name`` (``"P3"``...) fed by ``c_in`` channels."""
+    return Stage(c_in=c_in, width=point[f"{name}.width"], depth=point[f"{name}.depth"],
+                 kernel=point[f"{name}.kernel"], expansion=point[f"{name}.expansion"], se=point[f"{name}.se"],
+                 act=point[f"{name}.act"])
 
 
 def _decode(space: SearchSpace, p: dict[str, Any]) -> Candidate:
@@ -358,17 +327,20 @@ def _decode(space: SearchSpace, p: dict[str, Any]) -> Candidate:
     strides: list[int] = []
     tags = [f"{stem_type}{stem_w}"]
     for name in STAGE_NAMES:
-        block, depth, w = p[f"{name}.block"], p[f"{name}.depth"], p[f"{name}.width"]
-        k, t, se, act = p[f"{name}.kernel"], p[f"{name}.expansion"], p[f"{name}.se"], p[f"{name}.act"]
-        reason = block_width_problem(block, w)
+        block, st = p[f"{name}.block"], stage_of(p, name, c)
+        try:
+            family = get_family(block)
+        except ConfigError as e:
+            raise SearchError(f"{space.source}: {name}: {e}") from None
+        reason = family.width_problem(st.width)
         if reason:
-            raise SearchError(f"{space.source}: {name}: block {block!r} with width {w}: {reason}")
-        backbone.extend(_stage_rows(block, c, w, depth, k, t, se, act))
+            raise SearchError(f"{space.source}: {name}: block {block!r} with width {st.width}: {reason}")
+        backbone.extend(family.rows(st))
         stride *= 2
         strides.append(stride)
         outs.append(len(backbone) - 1)
-        tags.append(f"{name}:{_stage_tag(block, depth, w, k, t, se, act)}")
-        c = w
+        tags.append(f"{name}:{family.tag(st)}")
+        c = st.width
     if strides != [8, 16, 32]:
         raise SearchError(f"{space.source}: stem {stem_type!r} gives P3/P4/P5 strides {strides}, expected [8, 16, 32]")
     if p["sppf"]:

@@ -14,7 +14,8 @@ from torch import nn
 
 from latlab.ops.blocks.se import SqueezeExcite, make_divisible
 from latlab.ops.blocks.yolo import C3, Conv, DWConv
-from latlab.ops.registry import register_block
+from latlab.ops.family import CostTally, SearchFamily, Stage
+from latlab.ops.registry import register_block, register_family
 
 
 @register_block(family="ghost")
@@ -118,3 +119,24 @@ class GhostNetBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.ghost2(self.se(self.conv_dw(self.ghost1(x))))
         return y + self.shortcut(x)
+
+
+def _ghost_cost(t: CostTally, st: Stage, cin: float, stride: int, hw_in: float, hw_out: float) -> None:
+    w, k = st.width, st.kernel
+    h = w / 2
+    t.conv(cin, h / 2, 1, hw_in)
+    t.conv(h / 2, h / 2, 5, hw_in, h / 2)
+    if stride == 2:
+        t.conv(h, h, k, hw_out, h)
+        t.conv(cin, cin, k, hw_out, cin)
+        t.conv(cin, w, 1, hw_out)
+    t.conv(h, w / 2, 1, hw_out)
+    t.conv(w / 2, w / 2, 5, hw_out, w / 2)
+
+
+register_family(SearchFamily(
+    name="ghost", module="GhostBottleneck", short="ghost", knobs=("kernel",),
+    block_args=lambda st, cin, s: [st.width, st.kernel, s], block_cost=_ghost_cost,
+    width_rule=lambda w: ("Ghost bottlenecks need width % 4 == 0 (a GhostConv to width/2 concatenates two halves)"
+                          if w % 4 else None),
+))

@@ -11,7 +11,8 @@ from torch import nn
 
 from latlab.ops.activations import make_act
 from latlab.ops.blocks.se import SqueezeExcite
-from latlab.ops.registry import register_block
+from latlab.ops.family import CostTally, SearchFamily, Stage
+from latlab.ops.registry import register_block, register_family
 
 
 @register_block(family="lcnet", aliases=("DepthSepConv", "LC_Block"))
@@ -30,3 +31,17 @@ class DepSepConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pw(self.se(self.dw(x)))
+
+
+def _lcnet_cost(t: CostTally, st: Stage, cin: float, stride: int, hw_in: float, hw_out: float) -> None:
+    t.conv(cin, cin, st.kernel, hw_out, cin)
+    if st.se:
+        t.conv(cin, cin / 4, 1, 1)
+        t.conv(cin / 4, cin, 1, 1)
+    t.conv(cin, st.width, 1, hw_out)
+
+
+register_family(SearchFamily(
+    name="pplcnet", module="DepSepConv", short="lc", knobs=("kernel", "se", "act"),
+    block_args=lambda st, cin, s: [st.width, s, st.kernel, st.se, st.act], block_cost=_lcnet_cost,
+))

@@ -6,13 +6,16 @@ equal widths. MobileNetV3 (Howard et al. 2019) adds squeeze-excite, hard-swish a
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from latlab.ops.activations import make_act
 from latlab.ops.blocks.se import SqueezeExcite, make_divisible
 from latlab.ops.blocks.yolo import Conv
-from latlab.ops.registry import register_block
+from latlab.ops.family import CostTally, SearchFamily, Stage
+from latlab.ops.registry import register_block, register_family
 
 
 def _cba(c1: int, c2: int, k: int, s: int, groups: int, act: bool | str) -> nn.Sequential:
@@ -79,3 +82,39 @@ class ConvBNHswish(Conv):
 
     def __init__(self, c1: int, c2: int, s: int = 2):
         super().__init__(c1, c2, 3, s, act="hardswish")
+
+
+def _round8(x: float) -> int:
+    """Expanded width of a searched MobileNetV3 block: a multiple of 8, at least 8."""
+    return max(8, int(math.ceil(x / 8) * 8))
+
+
+def _inverted_residual_cost(t: CostTally, st: Stage, cin: float, stride: int, hw_in: float, hw_out: float,
+                            se: bool) -> None:
+    h = cin * st.expansion
+    t.conv(cin, h, 1, hw_in)
+    t.conv(h, h, st.kernel, hw_out, h)
+    if se:
+        t.conv(h, h / 4, 1, 1)
+        t.conv(h / 4, h, 1, 1)
+        t.traffic(4 * hw_out * h)
+    t.conv(h, st.width, 1, hw_out)
+
+
+def _mv2_cost(t: CostTally, st: Stage, cin: float, stride: int, hw_in: float, hw_out: float) -> None:
+    _inverted_residual_cost(t, st, cin, stride, hw_in, hw_out, se=False)
+
+
+def _mv3_cost(t: CostTally, st: Stage, cin: float, stride: int, hw_in: float, hw_out: float) -> None:
+    _inverted_residual_cost(t, st, cin, stride, hw_in, hw_out, se=st.se)
+
+
+register_family(SearchFamily(
+    name="mobilenetv2", module="MV2Block", short="mv2", knobs=("kernel", "expansion", "act"),
+    block_args=lambda st, cin, s: [st.width, s, st.expansion, st.act, st.kernel], block_cost=_mv2_cost,
+))
+register_family(SearchFamily(
+    name="mobilenetv3", module="MobileNet_Block", short="mv3", knobs=("kernel", "expansion", "se", "act"),
+    block_args=lambda st, cin, s: [st.width, _round8(cin * st.expansion), st.kernel, s, st.se, st.act],
+    block_cost=_mv3_cost, se_bonus=0.008,
+))

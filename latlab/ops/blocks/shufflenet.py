@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from latlab.ops.blocks.yolo import Conv
-from latlab.ops.registry import register_block
+from latlab.ops.family import CostTally, SearchFamily, Stage
+from latlab.ops.registry import register_block, register_family
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -151,3 +152,22 @@ class ShuffleV1Unit(nn.Module):
         if self.pool is not None:
             return self.relu(torch.cat((self.pool(x), y), 1))
         return self.relu(x + y)
+
+
+def _shuffle_cost(t: CostTally, st: Stage, cin: float, stride: int, hw_in: float, hw_out: float) -> None:
+    b = st.width / 2
+    if stride == 2:
+        t.conv(cin, cin, 3, hw_out, cin)
+        t.conv(cin, b, 1, hw_out)
+        t.conv(cin, b, 1, hw_in)
+    else:
+        t.conv(b, b, 1, hw_in)
+    t.conv(b, b, 3, hw_out, b)
+    t.conv(b, b, 1, hw_out)
+
+
+register_family(SearchFamily(
+    name="shufflenetv2", module="Shuffle_Block", short="shuffle", knobs=(),
+    block_args=lambda st, cin, s: [st.width, s], block_cost=_shuffle_cost,
+    width_rule=lambda w: "ShuffleNetV2 units need even channels (two branches of width/2)" if w % 2 else None,
+))

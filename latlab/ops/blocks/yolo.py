@@ -5,11 +5,14 @@ Argument order is YOLOv5's: the builder passes ``c1`` (input channels) first, th
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from latlab.ops.activations import make_act
-from latlab.ops.registry import register_block, register_external
+from latlab.ops.family import CostTally, SearchFamily, Stage
+from latlab.ops.registry import register_block, register_external, register_family
 
 
 def autopad(k: int | list[int], p: int | None = None, d: int = 1) -> int | list[int]:
@@ -140,3 +143,25 @@ register_external("nn.Upsample", nn.Upsample, kind="same", family="torch", alias
 register_external("nn.MaxPool2d", nn.MaxPool2d, kind="same", family="torch", aliases=("MaxPool2d",))
 register_external("nn.BatchNorm2d", nn.BatchNorm2d, kind="bn", family="torch", aliases=("BatchNorm2d",))
 register_external("nn.Identity", nn.Identity, kind="same", family="torch", aliases=("Identity",))
+
+
+def _c3_rows(st: Stage) -> list[list[Any]]:
+    """A C3 stage: a 3x3 stride-2 Conv to ``width``, then one C3 of ``depth`` bottlenecks."""
+    return [[-1, 1, "Conv", [st.width, 3, 2]], [-1, st.depth, "C3", [st.width]]]
+
+
+def _c3_cost(t: CostTally, st: Stage, hw: float) -> None:
+    w, hw_out = st.width, hw / 4
+    t.conv(st.c_in, w, 3, hw_out)
+    for _ in range(2):
+        t.conv(w, w / 2, 1, hw_out)
+    for _ in range(st.depth):
+        t.conv(w / 2, w / 2, 1, hw_out)
+        t.conv(w / 2, w / 2, 3, hw_out)
+    t.conv(w, w, 1, hw_out)
+
+
+register_family(SearchFamily(
+    name="c3", module="C3", short="c3", knobs=(), stage_rows=_c3_rows, stage_cost=_c3_cost, depth_in_block=True,
+    width_rule=lambda w: "C3 needs width >= 2 (hidden width = width/2)" if w < 2 else None,
+))
