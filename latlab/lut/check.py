@@ -25,6 +25,8 @@ import pandas as pd
 from scipy import stats
 
 from latlab.errors import TableError
+from latlab.lut.measure import measure_models
+from latlab.lut.predict import LatencyPredictor
 from latlab.lut.table import LatencyTable
 
 CHECK_SEED = 2
@@ -64,8 +66,7 @@ def check_table(lut: str | Path | LatencyTable, *, space: Any = None, n: int = 5
                 rounds: int | None = None, on_missing: str = "auto", save: bool = True,
                 out: str | Path | None = None, progress: bool = True) -> CheckResult:
     """Library entry of ``latlab lut check`` (see the module docstring); writes a run folder when ``save``."""
-    from latlab.lut.build import measure_models, sample_archs
-    from latlab.lut.predict import LatencyPredictor
+    from latlab.lut.build import sample_archs
     from latlab.ops.builder import build_model
 
     table = lut if isinstance(lut, LatencyTable) else LatencyTable.load(lut)

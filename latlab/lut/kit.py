@@ -30,20 +30,18 @@ from typing import Any
 from latlab.errors import DeviceError, TableError
 from latlab.lut.build import (
     CALIB_SEED,
-    DEFAULT_BATCH,
     DEFAULT_CALIB,
     DEFAULT_IMGSZ,
-    DEFAULT_ROUNDS,
     Arch,
     BlockSet,
-    _bar,
-    _jsonable,
+    _archs_hash,
     _space,
     collect_blocks,
-    default_protocol,
     enumerate_space,
     sample_archs,
 )
+from latlab.lut.calibration import fit_calibration
+from latlab.lut.measure import DEFAULT_BATCH, DEFAULT_ROUNDS, _bar, _jsonable, default_protocol
 from latlab.lut.table import Entry, LatencyTable
 
 KIT_FORMAT = "latlab-lut-kit"
@@ -135,8 +133,6 @@ def export_kit(out: str | Path, *, space: Any = None, archs: Sequence[Arch] | No
     else:
         calib_archs = list(archs or [])[:calib] if calib else []
         blocks = BlockSet(imgsz)
-        from latlab.lut.build import _archs_hash
-
         space_info = {"name": "explicit", "hash": _archs_hash(archs or []), "source": "architecture list"}
     blocks = collect_blocks([*(archs or []), *calib_archs], imgsz, progress=progress, blocks=blocks,
                             keep_models=[a.name for a in calib_archs])
@@ -210,8 +206,6 @@ def _read_results(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]
 def import_kit(results: str | Path, kit: str | Path, out: str | Path | None = None, *,
                calibration: str = "auto", allow_missing: bool = False) -> LatencyTable:
     """Turn the runner's ``results.jsonl`` (+ the kit's manifest) into a latency table; save it to ``out``."""
-    from latlab.lut.predict import fit_calibration
-
     results, kit = Path(results), Path(kit)
     manifest_path = kit / "manifest.json"
     if not manifest_path.is_file():
