@@ -3,6 +3,8 @@
 - :mod:`latlab.lut.keys`: the canonical key of a block instance (every YAML layer is one);
 - :mod:`latlab.lut.table`: the portable JSON file and its validation;
 - :mod:`latlab.lut.build`: enumerate a search space's blocks, time them (resumable), calibrate;
+- :mod:`latlab.lut.measure`: time blocks and models with a table's protocol, count blocks (build and predict);
+- :mod:`latlab.lut.calibration`: fit the map from block sums to end-to-end latency;
 - :mod:`latlab.lut.kit` / ``kit_runner.py``: the onnxruntime-only board kit and its import;
 - :mod:`latlab.lut.predict`: block sum + calibration (``LatencyPredictor`` is what the search uses);
 - :mod:`latlab.lut.check`: accuracy against end-to-end measurements.
