@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import torch
 
-from latlab.profiling.allocator import allocator_state
+from latlab.allocator import allocator_state
 
 
 def _cpu_model() -> str:

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from latlab.ops.builder import build_model
-from latlab.ops.summary import summarize
 from latlab.ops.zoo import list_zoo
+from latlab.profiling.summary import summarize
 
 
 def n_params(model):

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from latlab.ops.builder import build_model
 from latlab.ops.registry import list_blocks
-from latlab.ops.summary import summarize
 from latlab.ops.zoo import list_zoo
+from latlab.profiling.summary import summarize
 
 console = Console()
 

@@ -53,7 +53,8 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from latlab.errors import ConfigError
 from latlab.ops.model import check_imgsz, default_imgsz
 from latlab.profiling.categories import base_name, is_conv_op, op_category
-from latlab.profiling.counter import CountResult, EagerDispatchMode, count_model
+from latlab.profiling.counter import CountResult, count_model
+from latlab.profiling.dispatch import EagerDispatchMode
 
 CONV_CATEGORIES = ("conv", "pointwise", "depthwise", "group_conv")
 ELEMENTWISE_CATEGORIES = ("elementwise", "norm")

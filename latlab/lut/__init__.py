@@ -4,6 +4,8 @@
 - :mod:`latlab.lut.table`: the portable JSON file and its validation;
 - :mod:`latlab.lut.build`: time the blocks of a set of architectures (resumable), calibrate (which
   architectures a search space needs is :mod:`latlab.search.coverage`; this package never imports the search);
+- :mod:`latlab.lut.measure`: time blocks and models with a table's protocol, count blocks (build and predict);
+- :mod:`latlab.lut.calibration`: fit the map from block sums to end-to-end latency;
 - :mod:`latlab.lut.kit` / ``kit_runner.py``: the onnxruntime-only board kit and its import;
 - :mod:`latlab.lut.predict`: block sum + calibration (``LatencyPredictor`` is what the search uses);
 - :mod:`latlab.lut.check`: accuracy against end-to-end measurements.

@@ -10,7 +10,8 @@
    ``<out>.partial`` (one JSON line per entry, flushed and fsynced), so a killed build continues where it
    stopped when run again with the same options.
 3. **Calibrate.** The calibration models are measured end to end, interleaved, and
-   :func:`latlab.lut.predict.fit_calibration` is stored in the table.
+   :func:`latlab.lut.calibration.fit_calibration` is stored in the table. The timing and counting helpers
+   live in :mod:`latlab.lut.measure`.
 """
 
 from __future__ import annotations
@@ -23,18 +24,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from latlab.errors import TableError
+from latlab.lut.calibration import fit_calibration
 from latlab.lut.keys import Unit, model_units
+from latlab.lut.measure import (
+    DEFAULT_BATCH,
+    DEFAULT_ROUNDS,
+    _bar,
+    count_units,
+    default_protocol,
+    measure_models,
+    measure_units,
+)
 from latlab.lut.table import Entry, LatencyTable, package_versions
 from latlab.profiling.allocator import steady_cpu_allocator
 
 DEFAULT_IMGSZ = 160
-DEFAULT_ROUNDS = 60
-DEFAULT_BATCH = 12
 DEFAULT_CALIB = 30
 CALIB_SEED = 1
 PROTOCOL_KEYS = ("engine", "rounds", "batch", "warmup_rounds", "calls_per_round", "estimator")
@@ -73,22 +81,6 @@ def _torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def count_units(model: nn.Module, units: Sequence[Unit], imgsz: int) -> dict[str, tuple[int, int, int]]:
-    """(params, madds, mac_bytes) of each unit, from one count of the whole model (ops grouped by path)."""
-    from latlab.profiling.counter import count_model
-
-    ops = count_model(model, imgsz=imgsz).ops
-    modules = ops["module"].astype(str).to_numpy()
-    out = {}
-    for u in units:
-        if u.key in out:
-            continue
-        mask = np.array([m == u.path or m.startswith(u.path + ".") for m in modules])
-        sub = ops[mask]
-        out[u.key] = (int(sub["params"].sum()), int(sub["madds"].sum()), int(sub["mac_bytes"].sum()))
-    return out
 
 
 @dataclass
@@ -131,75 +123,6 @@ def collect_blocks(archs: Sequence[Arch], imgsz: int, *, keep_models: Iterable[s
     return bs
 
 
-# ---------------------------------------------------------------------------------------------- timing
-def default_protocol(rounds: int = DEFAULT_ROUNDS, batch: int = DEFAULT_BATCH, estimator: str = "p10") -> dict[str, Any]:
-    """How entries are timed (stored in the table; the kit runner follows the same protocol)."""
-    return {"engine": "interleaved", "rounds": int(rounds), "batch": int(batch), "warmup_rounds": 3,
-            "calls_per_round": 1, "estimator": estimator, "order": "shuffled per round",
-            "input": "one fixed random tensor per block (seed 0), batch 1, float32"}
-
-
-def _entry(u: Unit, m: Any, counts: tuple[int, int, int]) -> Entry:
-    params, madds, mac = counts
-    return Entry(type=u.type, estimate_ms=m.estimate_ms, median_ms=m.median_ms, iqr_ms=m.iqr_ms, p10_ms=m.p10_ms,
-                 min_ms=m.min_ms, n=m.n, part=u.part, fields=u.fields, args={k: _jsonable(v) for k, v in u.args.items()},
-                 in_shapes=[list(s) for s in u.in_shapes], out_shape=list(u.out_shape), params=params,
-                 madds=madds, mac_bytes=mac)
-
-
-def _jsonable(v: Any) -> Any:
-    if v is None or isinstance(v, bool | int | float | str):
-        return v
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return str(v)
-
-
-def measure_units(table: LatencyTable, units: Sequence[Unit], counts: dict[str, tuple[int, int, int]], *,
-                  progress: bool = True, on_batch: Callable[[list[tuple[str, Entry]]], None] | None = None,
-                  seed: int = 0) -> list[str]:
-    """Time ``units`` with the table's protocol, add them to ``table.entries``; returns the new keys.
-
-    ``on_batch`` is called with each finished batch (the build appends it to the journal).
-    """
-    from latlab.profiling.compare import run_interleaved
-
-    proto = table.protocol
-    rounds, size = int(proto.get("rounds", DEFAULT_ROUNDS)), int(proto.get("batch", DEFAULT_BATCH))
-    todo = list({u.key: u for u in units if u.key not in table.entries}.values())
-    order = np.random.default_rng(seed).permutation(len(todo))
-    todo = [todo[i] for i in order]
-    done: list[str] = []
-    with _bar(progress, "timing blocks", len(todo)) as bar:
-        for start in range(0, len(todo), size):
-            batch = todo[start:start + size]
-            run = run_interleaved({u.key: u.module for u in batch}, {u.key: u.example_input() for u in batch},
-                                  rounds=rounds, estimator=table.estimator, backend=table.backend,
-                                  device=table.device, threads=table.threads,
-                                  warmup_rounds=int(proto.get("warmup_rounds", 3)), seed=start,
-                                  progress=False, check_busy=False)
-            got = [(u.key, _entry(u, run.measurements[u.key], counts[u.key])) for u in batch]
-            for k, e in got:
-                table.entries[k] = e
-            if on_batch:
-                on_batch(got)
-            done += [k for k, _ in got]
-            bar(len(batch))
-    return done
-
-
-def measure_models(models: dict[str, nn.Module], imgsz: int, *, backend: str = "torch", threads: int = 1,
-                   device: str = "cpu", rounds: int = DEFAULT_ROUNDS, estimator: str = "p10",
-                   progress: bool = True) -> dict[str, Any]:
-    """End-to-end Measurement of each model, all interleaved in one run (eval mode, batch 1)."""
-    from latlab.profiling.compare import run_interleaved
-
-    if not models:
-        return {}
-    x = torch.randn(1, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0))
-    run = run_interleaved(models, x, rounds=rounds, estimator=estimator, backend=backend, device=device,
-                          threads=threads, progress=progress, check_busy=False)
-    return run.measurements
 
 
 # --------------------------------------------------------------------------------------------- journal
@@ -288,7 +211,6 @@ def build_table(out: str | Path, *, source: ArchSource | None = None, archs: Seq
     call and leaves the build resumable (``complete`` is False until every block and the calibration are done).
     """
     from latlab.fingerprint import device_fingerprint
-    from latlab.lut.predict import fit_calibration
     from latlab.profiling.timer import busy_notes, check_estimator
 
     check_estimator(estimator)
@@ -372,18 +294,3 @@ def _archs_hash(archs: Sequence[Arch]) -> str:
 
     blob = json.dumps([a.cfg for a in archs], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
-
-
-@contextlib.contextmanager
-def _bar(enabled: bool, label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr (a no-op callable when disabled)."""
-    if not enabled or total == 0:
-        yield lambda _n: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)

@@ -26,6 +26,8 @@ from scipy import stats
 
 from latlab.errors import TableError
 from latlab.lut.build import ArchSource
+from latlab.lut.measure import measure_models
+from latlab.lut.predict import LatencyPredictor
 from latlab.lut.table import LatencyTable
 
 CHECK_SEED = 2
@@ -70,8 +72,6 @@ def check_table(lut: str | Path | LatencyTable, *, source: ArchSource, n: int = 
     ``source`` is what to sample from: ``latlab.search.coverage.table_source(table, space)`` is the space the
     table was built from (or ``space``). ``backend``/``device`` (default: the table's) must match the table's:
     a table is checked as measured."""
-    from latlab.lut.build import measure_models
-    from latlab.lut.predict import LatencyPredictor
     from latlab.ops.builder import build_model
 
     table = lut if isinstance(lut, LatencyTable) else LatencyTable.load(lut)

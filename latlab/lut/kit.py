@@ -31,18 +31,16 @@ from latlab.errors import DeviceError, TableError
 from latlab.inputs import example_input
 from latlab.lut.build import (
     CALIB_SEED,
-    DEFAULT_BATCH,
     DEFAULT_CALIB,
     DEFAULT_IMGSZ,
-    DEFAULT_ROUNDS,
     Arch,
     ArchSource,
     BlockSet,
-    _bar,
-    _jsonable,
+    _archs_hash,
     collect_blocks,
-    default_protocol,
 )
+from latlab.lut.calibration import fit_calibration
+from latlab.lut.measure import DEFAULT_BATCH, DEFAULT_ROUNDS, _bar, _jsonable, default_protocol
 from latlab.lut.table import Entry, LatencyTable
 
 KIT_FORMAT = "latlab-lut-kit"
@@ -136,8 +134,6 @@ def export_kit(out: str | Path, *, source: ArchSource | None = None, archs: Sequ
     else:
         calib_archs = list(archs or [])[:calib] if calib else []
         blocks = BlockSet(imgsz)
-        from latlab.lut.build import _archs_hash
-
         space_info = {"name": "explicit", "hash": _archs_hash(archs or []), "source": "architecture list"}
     blocks = collect_blocks([*(archs or []), *calib_archs], imgsz, progress=progress, blocks=blocks,
                             keep_models=[a.name for a in calib_archs])
@@ -211,8 +207,6 @@ def _read_results(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]
 def import_kit(results: str | Path, kit: str | Path, out: str | Path | None = None, *,
                calibration: str = "auto", allow_missing: bool = False) -> LatencyTable:
     """Turn the runner's ``results.jsonl`` (+ the kit's manifest) into a latency table; save it to ``out``."""
-    from latlab.lut.predict import fit_calibration
-
     results, kit = Path(results), Path(kit)
     manifest_path = kit / "manifest.json"
     if not manifest_path.is_file():

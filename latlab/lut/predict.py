@@ -4,7 +4,7 @@ Every YAML layer is a table entry (stem, backbone blocks, neck, head), so the ra
 the model's units (:func:`latlab.lut.keys.model_units`) of the entries' estimates. Blocks timed alone run
 with warm caches and without the glue between layers, so that sum is below the end-to-end time
 (benchmarks/README.md#block-sum-vs-end-to-end); the calibration, fitted on models measured end to end on the
-same target and stored in the table, maps it back:
+same target and stored in the table, maps it back (:mod:`latlab.lut.calibration`; ``fit_calibration`` is re-exported here):
 
 - ``scale``: ``a·sum``; ``linear``: ``a·sum + b``;
 - ``regression``: ``a·sum + b·GMAdds + c·MB + d`` (madds and mac_bytes of the model, summed from the
@@ -21,81 +21,24 @@ elsewhere a ``TableError`` lists them (``on_missing="measure"`` forces timing, `
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from torch import nn
 
 from latlab.errors import TableError
+from latlab.fingerprint import device_fingerprint
+from latlab.lut.calibration import FEATURES, METHODS, fit_calibration
 from latlab.lut.keys import Unit, model_units
-from latlab.lut.table import Calibration, LatencyTable, device_key
+from latlab.lut.measure import count_units, measure_units
+from latlab.lut.table import LatencyTable, device_key
+from latlab.ops.builder import build_model
 
-METHODS = ("scale", "linear", "regression")
-FEATURES = {"scale": ("sum_ms",), "linear": ("sum_ms", "intercept"),
-            "regression": ("sum_ms", "gmadds", "mac_mb", "intercept")}
+__all__ = ["FEATURES", "METHODS", "ON_MISSING", "LatencyPredictor", "Prediction", "fit_calibration", "predict"]
+
 ON_MISSING = ("auto", "measure", "error")
-
-
-# -------------------------------------------------------------------------------------------- calibration
-def _design(rows: Sequence[dict[str, Any]], method: str) -> np.ndarray:
-    cols = []
-    for f in FEATURES[method]:
-        if f == "intercept":
-            cols.append(np.ones(len(rows)))
-        elif f == "gmadds":
-            cols.append(np.array([r["madds"] / 1e9 for r in rows], dtype=float))
-        elif f == "mac_mb":
-            cols.append(np.array([r["mac_bytes"] / 1e6 for r in rows], dtype=float))
-        else:
-            cols.append(np.array([r[f] for r in rows], dtype=float))
-    return np.stack(cols, axis=1)
-
-
-def _fit(rows: Sequence[dict[str, Any]], method: str) -> dict[str, float]:
-    """Least squares on relative error: minimise Σ((x·β − y) / y)²."""
-    x = _design(rows, method)
-    y = np.array([r["measured_ms"] for r in rows], dtype=float)
-    beta, *_ = np.linalg.lstsq(x / y[:, None], np.ones_like(y), rcond=None)
-    return {f: float(b) for f, b in zip(FEATURES[method], beta, strict=True)}
-
-
-def _loo_mape(rows: Sequence[dict[str, Any]], method: str) -> float:
-    """Leave-one-out mean absolute % error of ``method`` (inf when there are too few models)."""
-    k = len(FEATURES[method])
-    if len(rows) < k + 2:
-        return float("inf")
-    errs = []
-    for i in range(len(rows)):
-        coef = _fit([r for j, r in enumerate(rows) if j != i], method)
-        cal = Calibration(method, coef)
-        r = rows[i]
-        errs.append(abs(cal.apply(r["sum_ms"], r["madds"], r["mac_bytes"]) / r["measured_ms"] - 1))
-    return 100.0 * float(np.mean(errs))
-
-
-def fit_calibration(rows: Sequence[dict[str, Any]], method: str = "auto") -> Calibration:
-    """Fit the calibration on measured models (``sum_ms``, ``madds``, ``mac_bytes``, ``measured_ms`` each).
-
-    ``auto`` picks the method with the lowest leave-one-out MAPE (ties go to the simpler one).
-    """
-    rows = [r for r in rows if r.get("measured_ms", 0) > 0 and r.get("sum_ms", 0) > 0]
-    if not rows:
-        raise TableError("calibration needs at least one model measured end to end whose blocks are all tabulated")
-    if method != "auto" and method not in METHODS:
-        raise TableError(f"unknown calibration method {method!r}: expected auto or one of {', '.join(METHODS)}")
-    loo = {m: _loo_mape(rows, m) for m in METHODS}
-    if method == "auto":
-        finite = {m: v for m, v in loo.items() if np.isfinite(v)}
-        method = min(finite, key=lambda m: (round(finite[m], 1), METHODS.index(m))) if finite else "scale"
-    if len(rows) < len(FEATURES[method]):
-        raise TableError(f"calibration method {method!r} needs at least {len(FEATURES[method])} measured models, "
-                         f"got {len(rows)}")
-    return Calibration(method, _fit(rows, method), {m: (round(v, 3) if np.isfinite(v) else None)
-                                                    for m, v in loo.items()}, [dict(r) for r in rows])
 
 
 # ---------------------------------------------------------------------------------------------- predicting
@@ -174,8 +117,6 @@ class LatencyPredictor:
         return Prediction(total, float(pred), madds, mac, df, cal is not None, measured)
 
     def _fill(self, net: nn.Module, units: list[Unit], missing: list[str]) -> list[str]:
-        from latlab.fingerprint import device_fingerprint
-
         here = device_key(device_fingerprint(self.table.threads, self.table.device))
         same = here == self.table.device_key
         where = str(self.table.path) if self.table.path else "latency table"
@@ -191,8 +132,6 @@ class LatencyPredictor:
         if not same:
             warnings.warn(f"{where}: timing {len(missing)} missing block(s) on this machine, which is not the "
                           "one the table was built on", RuntimeWarning, stacklevel=3)
-        from latlab.lut.build import count_units, measure_units
-
         by_key = {u.key: u for u in units}
         counts = count_units(net, units, self.table.imgsz)
         new = measure_units(self.table, [by_key[k] for k in missing], counts, progress=self.progress)
@@ -204,8 +143,6 @@ class LatencyPredictor:
 def _built(model: nn.Module | dict[str, Any] | str | Path) -> nn.Module:
     if isinstance(model, nn.Module):
         return model
-    from latlab.ops.builder import build_model
-
     return build_model(model)
 
 

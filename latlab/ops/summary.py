@@ -1,20 +1,34 @@
 """Per-layer model summary like YOLOv5's printout: ``index, from, n, params, module, args`` plus totals.
 
-Counts come from the per-operator counter (:mod:`latlab.profiling.counter`, meta tensors, no compute):
-``madds`` are multiply-adds (what the ShuffleNetV2 paper calls FLOPs), ``mac_bytes`` memory access cost, and
-``yolo_gflops`` YOLOv5's printed convention (2 × thop's count, BN included, measured at a stride-sized input
-and scaled to ``imgsz`` as YOLOv5's ``model_info`` does).
+This module joins a model's YAML layer info with counts it is given (it sits below the counter, so it
+does not count); :func:`latlab.profiling.summary.summarize` counts a model and calls
+:func:`summary_from_counts`. ``madds`` are multiply-adds (what the ShuffleNetV2 paper calls FLOPs),
+``mac_bytes`` memory access cost, and ``yolo_gflops`` YOLOv5's printed convention (2 × thop's count, BN
+included, measured at a stride-sized input and scaled to ``imgsz`` as YOLOv5's ``model_info`` does).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import pandas as pd
 
-from latlab.ops.model import LatlabModel, check_imgsz
+from latlab.ops.model import LatlabModel
 
 LAYER_COLUMNS = ("index", "from", "n", "params", "module", "args", "madds", "mac_bytes")
+
+
+class LayerCounts(Protocol):
+    """What a summary needs from a count (``latlab.profiling.counter.CountResult`` provides it)."""
+
+    @property
+    def totals(self) -> dict[str, int]: ...
+
+    @property
+    def yolo_gflops(self) -> float: ...
+
+    def by_layer(self) -> pd.DataFrame: ...
 
 
 @dataclass
@@ -39,12 +53,8 @@ class ModelSummary:
         }
 
 
-def summarize(model: LatlabModel, imgsz: int = 640, name: str = "") -> ModelSummary:
-    """Per-layer table and totals for ``model`` at a square ``imgsz`` input."""
-    from latlab.profiling.counter import count_model
-
-    check_imgsz(model, imgsz)
-    counts = count_model(model, imgsz=imgsz)
+def summary_from_counts(model: LatlabModel, counts: LayerCounts, imgsz: int, name: str = "") -> ModelSummary:
+    """Per-layer table and totals of ``model`` from ``counts`` taken at a square ``imgsz`` input."""
     per_layer = counts.by_layer().set_index("layer")
     rows = []
     for li in model.layer_info:
@@ -54,10 +64,11 @@ def summarize(model: LatlabModel, imgsz: int = 640, name: str = "") -> ModelSumm
             "args": li.args, "madds": int(per_layer.at[li.index, "madds"]) if has else 0,
             "mac_bytes": int(per_layer.at[li.index, "mac_bytes"]) if has else 0,
         })
+    totals = counts.totals
     return ModelSummary(
         name=name or str(model.yaml.get("meta", {}).get("description", "")),
         task=model.task, imgsz=imgsz, layers=pd.DataFrame(rows, columns=list(LAYER_COLUMNS)),
-        params=int(counts.totals["params"]), madds=int(counts.totals["madds"]),
-        mac_bytes=int(counts.totals["mac_bytes"]), yolo_gflops=float(counts.yolo_gflops),
+        params=int(totals["params"]), madds=int(totals["madds"]),
+        mac_bytes=int(totals["mac_bytes"]), yolo_gflops=float(counts.yolo_gflops),
         strides=[float(s) for s in model.stride.tolist()],
     )

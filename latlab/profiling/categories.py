@@ -154,3 +154,17 @@ def op_category(op: str, *, reduce_dims: list[int] | tuple[int, ...] | None = No
 def is_conv_op(op: str) -> bool:
     """True for any convolution op name (its category then depends on geometry)."""
     return base_name(op) in CONV_OPS
+
+
+def category_ops(category: str) -> frozenset[str]:
+    """The op base names listed under ``category`` above (``conv`` lists every convolution op).
+
+    Used to register one FLOP rule per listed op (:mod:`latlab.profiling.op_rules`). The convolution
+    categories other than ``conv`` and ``other`` have no fixed list (geometry or default): an error.
+    """
+    lists = {"conv": CONV_OPS, "linear": _LINEAR, "elementwise": _ELEMENTWISE, "norm": _NORM, "pooling": _POOLING,
+             "data_movement": _DATA_MOVEMENT}
+    if category not in lists:
+        known = ", ".join(lists)
+        raise KeyError(f"category {category!r} has no op list (categories with one: {known})")
+    return lists[category]
