@@ -61,7 +61,8 @@ class EstimatorContext:
     """Everything an estimator may need besides the candidate: data, image size, classes, budget, seed.
 
     ``data``/``data_kwargs`` are what :func:`latlab.detection.data.load_dataset` takes; ``epochs``/``minutes``
-    the training budget of estimators that train; ``threads`` the intra-op threads they use."""
+    the training budget of estimators that train; ``threads`` the intra-op threads they use; ``keep_weights``
+    whether a training keeps its checkpoints."""
 
     data: str | Path = "builtin"
     data_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +74,7 @@ class EstimatorContext:
     batch: int = 16
     val_max_images: int | None = None
     threads: int | None = None
+    keep_weights: bool = False
 
 
 @dataclass
