@@ -14,6 +14,7 @@ from rich.table import Table
 
 from latlab.commands.options import BACKEND_OPT, device_option
 from latlab.runs import RESULTS_ROOT
+from latlab.search.estimators import list_estimators
 from latlab.search.export import export_study, trials_frame
 from latlab.search.objective_registry import DEFAULT_OBJECTIVES, OBJECTIVES
 from latlab.search.records import TrialRecord
@@ -58,6 +59,10 @@ def run(
     baselines: str = typer.Option(",".join(DEFAULT_BASELINES), "--baselines",
                                   help="Comma-separated zoo detectors evaluated as baseline trials ('' for none)."),
     batch: int = typer.Option(16, "--batch"),
+    accuracy: str = typer.Option(
+        "train", "--accuracy",
+        help="Accuracy estimator (NAME or NAME:ARG): "
+             + "; ".join(f"{e.name}{':' + e.arg if e.arg else ''} ({e.kind})" for e in list_estimators()) + "."),
     objective: list[str] = typer.Option(
         [], "--objective",
         help=f"Add an objective to the pareto study (repeatable; {', '.join(DEFAULT_OBJECTIVES)} are always in): "
@@ -70,7 +75,11 @@ def run(
         backend=backend, latency=latency, sampler=sampler, seed=seed, resume=resume, threads=threads, data=data,
         pruner=pruner,
         baselines=tuple(b for b in (x.strip() for x in baselines.split(",")) if b), batch=batch,
-        objectives=(*DEFAULT_OBJECTIVES, *(o for o in objective if o not in DEFAULT_OBJECTIVES)))
+        accuracy=accuracy)
+    extra = [o for o in objective if o not in (*DEFAULT_OBJECTIVES, "accuracy_score")]
+    if extra:
+        base = settings.default_objectives()  # ("latency_ms", the estimator's objective)
+        settings.objectives = (*base, *(o for o in extra if o not in base))
     best: dict[str, float] = {}
 
     def on_start(info: dict) -> None:
@@ -80,13 +89,15 @@ def run(
 
     def on_trial(r: TrialRecord) -> None:
         tag = f"baseline {r.baseline}" if r.baseline else r.arch
-        ok = r.state == "COMPLETE" and not r.baseline and r.feasible and not math.isnan(r.map)
-        if ok and r.map > best.get("map", -1.0):
-            best.update(map=r.map, trial=r.number, latency=r.latency_ms)
-        so_far = (f"best mAP {best['map']:.4f} (trial {int(best['trial'])}, {best['latency']:.2f} ms)"
+        value = r.map if not math.isnan(r.map) else r.accuracy_score
+        label = "mAP" if not math.isnan(r.map) or math.isnan(r.accuracy_score) else "score"
+        ok = r.state == "COMPLETE" and not r.baseline and r.feasible and not math.isnan(value)
+        if ok and value > best.get("map", -math.inf):
+            best.update(map=value, trial=r.number, latency=r.latency_ms)
+        so_far = (f"best {label} {best['map']:.4f} (trial {int(best['trial'])}, {best['latency']:.2f} ms)"
                   if best else "no feasible trial yet")
         note = f" [dim]{escape(r.note)}[/]" if r.note else ""
-        console.print(f"trial {r.number:>4} {r.state:<8} {_fmt(r.latency_ms, '.2f'):>7} ms  mAP {_fmt(r.map)}  "
+        console.print(f"trial {r.number:>4} {r.state:<8} {_fmt(r.latency_ms, '.2f'):>7} ms  {label} {_fmt(value)}  "
                       f"{escape(tag)}{note}  | {so_far}", highlight=False)
 
     result = run_search(settings, on_trial=on_trial, on_start=on_start)
@@ -94,7 +105,9 @@ def run(
                   f"{len(result.trials)} in the study")
     if result.best:
         b = result.best
-        console.print(f"best: trial {b['trial']} mAP {b['map']:.4f} mAP50 {b['map50']:.4f} at {b['latency_ms']:.2f} ms "
+        score = (f"mAP {b['map']:.4f} mAP50 {b['map50']:.4f}" if not pd.isna(b["map"])
+                 else f"{accuracy} score {b['accuracy_score']:.4g}")
+        console.print(f"best: trial {b['trial']} {score} at {b['latency_ms']:.2f} ms "
                       f"({escape(str(b['arch']))})", highlight=False)
     console.print(f"export with: latlab search export {result.study}"
                   + (f" --storage {storage}" if storage else ""))

@@ -1,5 +1,9 @@
 """Evaluate one trial: sample a point → model YAML → reuse a duplicate's results, or build, count, time and
-(when within the latency budget) train it; the trial's values are the study's named objectives."""
+(when within the latency budget) score it with the accuracy estimator (``--accuracy``: the short training by
+default, a zero-cost proxy, a two-stage screen + training ...); the trial's values are the study's named
+objectives. Per trial it records ``accuracy_estimator``, ``accuracy_score``, ``accuracy_cost_s`` (CPU
+seconds) and, for a two-stage estimator, ``screen_score``; estimators that train (kind ``training`` or
+``composite``) get the epoch hook through which the study prunes."""
 
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from latlab.ops.builder import build_model, load_config
+from latlab.search.estimators import AccuracyEstimator
 from latlab.search.liveness import owner
 from latlab.search.objective_registry import Objective
-from latlab.search.objectives import LatencyEstimate, TrainedAccuracy, count_candidate, remove_dir
+from latlab.search.objectives import LatencyEstimate, count_candidate, remove_dir
 from latlab.search.records import is_baseline
 from latlab.search.settings import SearchSettings
 from latlab.search.space import ORDINAL, SearchSpace, arch_hash
@@ -38,13 +43,14 @@ class TrialEvaluator:
     constrained mode's ``map``)."""
 
     def __init__(self, settings: SearchSettings, space: SearchSpace, latency: Callable[..., LatencyEstimate],
-                 accuracy: TrainedAccuracy, workdir: Path, hw_key: str, encoding: str = ORDINAL,
+                 accuracy: AccuracyEstimator, workdir: Path, hw_key: str, encoding: str = ORDINAL,
                  objectives: Sequence[Objective] = ()):
         self.s, self.space, self.latency, self.accuracy = settings, space, latency, accuracy
         self.workdir, self.hw_key, self.encoding = workdir, hw_key, encoding
         self.budget = settings.latency_budget_ms
         self.multi = settings.mode == "pareto"
         self.objectives = list(objectives)
+        self.trains = accuracy.spec.kind in ("training", "composite")
 
     def _values(self, attrs: dict[str, Any]) -> TrialValue:
         values = tuple(o.value(attrs) for o in self.objectives)
@@ -106,7 +112,8 @@ class TrialEvaluator:
             put("duration_s", time.perf_counter() - t0)
             return self._values(got)  # training objectives take their ``missing`` value
         out_dir = self.workdir / "trials" / f"{trial.number:05d}"
-        remove_dir(out_dir)
+        if self.trains:
+            remove_dir(out_dir)
         pruned = []
 
         def hook(epoch: int, metrics: dict[str, Any]) -> bool:
@@ -119,15 +126,27 @@ class TrialEvaluator:
                 return True
             return False
 
-        acc = self.accuracy(cfg, out_dir, hook)
-        put("map50", acc.map50)
-        put("map", acc.map)
-        put("epochs", acc.epochs)
-        put("train_s", acc.train_s)
-        put("trial_dir", str(out_dir))
+        est = self.accuracy.estimate(cfg, out_dir=out_dir, on_epoch_end=hook if self.trains else None)
+        put("accuracy_estimator", self.s.accuracy)
+        if math.isfinite(est.score):
+            put("accuracy_score", float(est.score))
+        put("accuracy_cost_s", float(est.cost_s))
+        if "screen_score" in est.details:
+            put("screen_score", float(est.details["screen_score"]))
+        if est.map is not None:
+            put("map50", float(est.map50) if est.map50 is not None else float("nan"))
+            put("map", float(est.map))
+        if "epochs" in est.details:
+            put("epochs", int(est.details["epochs"]))
+            put("train_s", float(est.details.get("train_s", 0.0)))
+            put("trial_dir", str(out_dir))
         put("duration_s", time.perf_counter() - t0)
         if pruned:
-            put("note", f"pruned after epoch {pruned[0] + 1} (mAP {acc.map:.4f})")
+            put("note", f"pruned after epoch {pruned[0] + 1} (mAP {est.map:.4f})")
+            raise optuna.TrialPruned()
+        if est.pruned:
+            put("note", f"not trained: screen score {est.details.get('screen_score', float('nan')):.4g} not in "
+                        f"the top fraction of the {est.details.get('screened', '?')} screened")
             raise optuna.TrialPruned()
         return self._values(got)
 

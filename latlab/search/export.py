@@ -18,7 +18,8 @@ Columns of :func:`trials_frame` (one row per trial, in trial order):
 ``baseline``            seed name for baseline trials, else empty
 ``pareto``              on the front of feasible finished search trials over the study's objectives
                         (``latlab.objectives``; default latency ↓, mAP ↑)
-``best``                the best feasible search trial (highest mAP, then lowest latency)
+``best``                the best feasible search trial (highest mAP, then lowest latency; a study whose
+                        estimator gives no mAP: highest ``accuracy_score``)
 ``beaten_by``           for baselines: the best-mAP search trial at least as good in every objective
                         (one strictly), else empty
 ``cached_from``         trial whose results a duplicate architecture reused
@@ -26,6 +27,10 @@ Columns of :func:`trials_frame` (one row per trial, in trial order):
 ``note``                why a trial was not trained, pruned or failed
 ``duration_s``          wall time of the trial
 ``point``               the sampled point (JSON)
+``accuracy_estimator``  the accuracy estimator that scored the trial (``train``, ``synflow``, ``twostage``...)
+``accuracy_score``      its score (higher is better; mAP50-95 for estimators that train)
+``accuracy_cost_s``     CPU seconds the estimator spent on the trial
+``screen_score``        a two-stage estimator's screening score (trained or not)
 ======================  ===================================================================================
 
 An objective whose attribute is none of these columns (a registered custom objective) adds its column at
@@ -52,9 +57,10 @@ from latlab.search.space import to_yaml
 TRIAL_COLUMNS = ["trial", "state", "arch", "arch_hash", "yaml_path", "latency_ms", "latency_ci_low_ms",
                  "latency_ci_high_ms", "latency_median_ms", "latency_estimator", "latency_source", "threads",
                  "params", "madds", "flops", "mac_bytes", "map50", "map", "feasible", "baseline", "pareto",
-                 "best", "beaten_by", "cached_from", "retry_of", "note", "duration_s", "point"]
+                 "best", "beaten_by", "cached_from", "retry_of", "note", "duration_s", "point",
+                 "accuracy_estimator", "accuracy_score", "accuracy_cost_s", "screen_score"]
 _NUM = ("latency_ms", "latency_ci_low_ms", "latency_ci_high_ms", "latency_median_ms", "map50", "map",
-        "duration_s")
+        "duration_s", "accuracy_score", "accuracy_cost_s", "screen_score")
 _INT = ("params", "madds", "flops", "mac_bytes", "threads")
 
 
@@ -88,7 +94,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "yaml_path": "", "latency_estimator": a.get("latency_estimator", ""),
             "latency_source": a.get("latency_source", ""), "feasible": a.get("feasible"),
             "baseline": a.get("baseline", ""), "cached_from": a.get("cached_from"), "retry_of": a.get("retry_of"),
-            "note": a.get("note", ""), "point": _point(t),
+            "note": a.get("note", ""), "point": _point(t), "accuracy_estimator": a.get("accuracy_estimator", ""),
         }
         for k in _NUM:
             row[k] = _num(a.get(k))
@@ -113,9 +119,18 @@ def _resolve(objectives: Sequence[Objective] | None) -> list[Objective]:
     return list(objectives) if objectives is not None else resolve(DEFAULT_OBJECTIVES)
 
 
+def accuracy_column(df: pd.DataFrame) -> str:
+    """The column that ranks accuracy: ``map``, or ``accuracy_score`` when no trial has an mAP but some have a
+    score (a study scored by a zero-cost proxy)."""
+    if "accuracy_score" in df and df["map"].isna().all() and df["accuracy_score"].notna().any():
+        return "accuracy_score"
+    return "map"
+
+
 def _candidates(df: pd.DataFrame, objectives: Sequence[Objective] = ()) -> pd.DataFrame:
-    """Finished, trained, feasible search trials (baselines excluded) with a value for every objective."""
-    ok = (df["state"] == "COMPLETE") & (df["baseline"] == "") & df["map"].notna() & df["latency_ms"].notna()
+    """Finished, scored, feasible search trials (baselines excluded) with a value for every objective."""
+    acc = accuracy_column(df)
+    ok = (df["state"] == "COMPLETE") & (df["baseline"] == "") & df[acc].notna() & df["latency_ms"].notna()
     for o in objectives:
         ok &= df[o.attr].notna()
     ok &= df["feasible"].fillna(True).astype(bool)
@@ -137,11 +152,12 @@ def pareto_mask(df: pd.DataFrame, objectives: Sequence[Objective] | None = None)
 
 
 def best_trial(df: pd.DataFrame, mode: str = "constrained") -> dict[str, Any] | None:
-    """The feasible search trial with the highest mAP (ties: lowest latency), as a dict, or None."""
+    """The feasible search trial with the highest mAP (ties: lowest latency), as a dict, or None (no mAP in
+    the study: the highest ``accuracy_score``)."""
     cand = _candidates(df)
     if cand.empty:
         return None
-    row = cand.sort_values(["map", "latency_ms"], ascending=[False, True]).iloc[0]
+    row = cand.sort_values([accuracy_column(df), "latency_ms"], ascending=[False, True]).iloc[0]
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
 
@@ -150,7 +166,8 @@ def beaten_by(df: pd.DataFrame, row: pd.Series, objectives: Sequence[Objective] 
     ≤ its latency and ≥ its mAP, one strictly)."""
     objs = _resolve(objectives)
     cols = [o.attr for o in objs]
-    if not row["baseline"] or any(math.isnan(_num(row[c])) for c in ("map", "latency_ms", *cols)):
+    acc = accuracy_column(df)
+    if not row["baseline"] or any(math.isnan(_num(row[c])) for c in (acc, "latency_ms", *cols)):
         return None
     cand = _candidates(df, objs)
     dirs = [o.direction for o in objs]
@@ -159,7 +176,7 @@ def beaten_by(df: pd.DataFrame, row: pd.Series, objectives: Sequence[Objective] 
     better = cand[wins] if len(cand) else cand
     if better.empty:
         return None
-    return int(better.sort_values(["map", "latency_ms"], ascending=[False, True]).iloc[0]["trial"])
+    return int(better.sort_values([acc, "latency_ms"], ascending=[False, True]).iloc[0]["trial"])
 
 
 def export_study(study: optuna.Study, out_dir: Path | str | None = None, *, storage: str = "",
@@ -196,7 +213,10 @@ def export_study(study: optuna.Study, out_dir: Path | str | None = None, *, stor
                       study_hardware_key=attrs.get("latlab.hardware_key"),
                       latency_source=attrs.get("latlab.latency_source"), imgsz=attrs.get("latlab.imgsz"),
                       latency_budget_ms=attrs.get("latlab.latency_budget_ms"),
-                      train_budget=attrs.get("latlab.train_budget"), space_name=attrs.get("latlab.space_name"),
+                      train_budget=attrs.get("latlab.train_budget"),
+                      accuracy_estimator=attrs.get("latlab.accuracy_estimator",
+                                                   {"estimator": "train", "arg": None}),
+                      space_name=attrs.get("latlab.space_name"),
                       space_hash=attrs.get("latlab.space_hash"), estimator=attrs.get("latlab.estimator"),
                       states=counts, n_trials=len(df), best_trial=best["trial"] if best else None,
                       pareto_trials=[int(x) for x in front["trial"]],

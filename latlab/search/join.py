@@ -11,7 +11,6 @@ import optuna
 
 from latlab.errors import SearchError
 from latlab.search.objective_registry import DEFAULT_OBJECTIVES, directions, resolve
-from latlab.search.objectives import TrainedAccuracy
 from latlab.search.settings import SearchSettings
 from latlab.search.space import ORDINAL, SearchSpace
 from latlab.search.storage import StorageInfo
@@ -19,17 +18,24 @@ from latlab.search.storage import StorageInfo
 ATTR = "latlab."  # prefix of study user attributes
 
 
+DEFAULT_ACCURACY = {"estimator": "train", "arg": None}  # what a study made before estimators stands for
+
+
 def _study_attrs(s: SearchSettings, space: SearchSpace, latency_source: str, fp: dict[str, Any], hw: str,
-                 accuracy: TrainedAccuracy) -> dict[str, Any]:
-    """The study attributes a new study records (``ATTR`` prefix added when written)."""
+                 accuracy: Any) -> dict[str, Any]:
+    """The study attributes a new study records (``ATTR`` prefix added when written). ``accuracy`` is the
+    accuracy estimator: its ``identity()`` and, for estimators that train, its ``budget()``."""
+    identity = accuracy.identity() if hasattr(accuracy, "identity") else dict(DEFAULT_ACCURACY)
+    budget = accuracy.budget() if hasattr(accuracy, "budget") else None
     return {
         "mode": s.mode, "imgsz": s.imgsz, "latency_source": latency_source,
         "latency_kind": "lut" if latency_source.startswith("lut:") else "measured",
         "hardware_key": hw, "fingerprint": fp, "space_hash": space.space_hash, "space": space.raw,
         "space_name": space.name, "latency_budget_ms": s.latency_budget_ms, "nc": space.nc,
-        "train_budget": accuracy.budget(), "baselines": list(s.baselines), "estimator": s.estimator,
+        "train_budget": budget, "baselines": list(s.baselines), "estimator": s.estimator,
         "threads": s.threads, "device": s.device, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "param_encoding": ORDINAL, "objectives": list(s.objectives), "backend": s.backend,
+        "param_encoding": ORDINAL, "objectives": list(s.study_objectives), "backend": s.backend,
+        "accuracy_estimator": identity,
     }
 
 
@@ -37,7 +43,7 @@ def _study_attrs(s: SearchSettings, space: SearchSpace, latency_source: str, fp:
 # the value a study made before the attribute existed stands for.
 _MUST_MATCH: dict[str, Any] = {k: None for k in ("mode", "imgsz", "latency_kind", "latency_source", "space_hash",
                                                  "latency_budget_ms", "nc", "train_budget", "estimator")}
-_MUST_MATCH.update(objectives=list(DEFAULT_OBJECTIVES), backend="torch")
+_MUST_MATCH.update(objectives=list(DEFAULT_OBJECTIVES), backend="torch", accuracy_estimator=DEFAULT_ACCURACY)
 
 
 def _check_join(name: str, existing: dict[str, Any], mine: dict[str, Any], location: str) -> None:
@@ -56,9 +62,9 @@ def _check_join(name: str, existing: dict[str, Any], mine: dict[str, Any], locat
             "different devices must not be mixed: use another --study name, or --latency lut:FILE")
     diffs = []
     for k, default in _MUST_MATCH.items():
-        theirs = existing.get(ATTR + k, default)
-        if theirs != json.loads(json.dumps(mine[k])):
-            diffs.append(f"{k}: study has {theirs!r}, this run {mine[k]!r}")
+        theirs, ours = existing.get(ATTR + k, default), mine.get(k, default)
+        if theirs != json.loads(json.dumps(ours)):
+            diffs.append(f"{k}: study has {theirs!r}, this run {ours!r}")
     if diffs:
         raise SearchError(f"study {name!r} in {location} was created with other settings ({'; '.join(diffs)}); "
                           "use a new --study name or the study's settings")

@@ -22,8 +22,8 @@ MEASURED_BY = ("latency", "training", "counter")
 @dataclass(frozen=True)
 class Objective:
     """One objective: ``attr`` is the trial user attribute (and trials-table column) holding its value;
-    ``measured_by`` says which step writes it (``latency``: the latency estimate, ``training``: the short
-    training, ``counter``: the meta-tensor counts); ``missing`` is the value of a trial whose measurement did
+    ``measured_by`` says which step writes it (``latency``: the latency estimate, ``training``: the accuracy
+    estimator (the short training or a proxy), ``counter``: the meta-tensor counts); ``missing`` is the value of a trial whose measurement did
     not run (an accuracy of a candidate over the latency budget, not trained: 0)."""
 
     name: str
@@ -104,6 +104,9 @@ for _o in (
               "latency estimate of one forward (p10 by default) on the study's device"),
     Objective("map", "", "maximize", "map", "mAP", "training", "mAP50-95 after the short training", missing=0.0),
     Objective("map50", "", "maximize", "map50", "mAP50", "training", "mAP50 after the short training",
+              missing=0.0),
+    Objective("accuracy_score", "", "maximize", "accuracy_score", "accuracy score", "training",
+              "the accuracy estimator's score (a zero-cost proxy or baseline: unit-less, higher is better)",
               missing=0.0),
     Objective("params", "", "minimize", "params", "params", "counter", "parameters"),
     Objective("madds", "", "minimize", "madds", "multiply-adds", "counter",

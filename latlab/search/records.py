@@ -22,6 +22,7 @@ class TrialRecord:
     map50: float
     feasible: bool | None
     note: str = ""
+    accuracy_score: float = float("nan")
 
 
 @dataclass
@@ -50,4 +51,5 @@ def trial_record(t: FrozenTrial) -> TrialRecord:
     return TrialRecord(number=t.number, state=t.state.name, arch=a.get("arch", ""), baseline=a.get("baseline", ""),
                        latency_ms=float(a.get("latency_ms", float("nan"))), map=float(a.get("map", float("nan"))),
                        map50=float(a.get("map50", float("nan"))), feasible=a.get("feasible"),
-                       note=str(a.get("note", "")))
+                       note=str(a.get("note", "")),
+                       accuracy_score=float(a.get("accuracy_score", float("nan"))))

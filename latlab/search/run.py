@@ -36,6 +36,7 @@ from optuna.trial import TrialState
 from latlab.errors import LatlabError, SearchError
 from latlab.fingerprint import device_fingerprint, hardware_key
 from latlab.profiling.allocator import steady_cpu_allocator
+from latlab.search.estimators.data import context_nc
 from latlab.search.evaluate import TrialEvaluator
 from latlab.search.export import best_trial, trials_frame
 from latlab.search.join import ATTR, _open_study, _study_attrs
@@ -45,7 +46,6 @@ from latlab.search.objectives import (
     LatencyEstimate,
     MeasuredLatency,
     PredictedLatency,
-    TrainedAccuracy,
     load_lut_predictor,
     parse_latency_source,
 )
@@ -85,11 +85,10 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
         source, table = "measured", None
         latency = MeasuredLatency(s.imgsz, device=s.device, threads=s.threads, estimator=s.estimator,
                                   max_time_s=s.latency_max_time_s, backend=s.backend)
-    accuracy = TrainedAccuracy(data=s.data, imgsz=s.imgsz, epochs=s.epochs, minutes=s.minutes, batch=s.batch,
-                               seed=s.seed, data_kwargs=s.data_kwargs, keep_weights=s.keep_weights,
-                               val_max_images=s.val_max_images)
-    if accuracy.nc != space.nc:
-        space.nc = accuracy.nc  # the data decides the head's classes
+    nc = context_nc(s.estimator_context())
+    if nc != space.nc:
+        space.nc = nc  # the data decides the head's classes
+    accuracy = s.make_accuracy(nc)
     n_target = s.n_trials if s.n_trials is not None else (None if s.hours else 20)
     info = open_storage(s.storage, s.study_name, s.results_root)
     workdir = study_dir(s.study_name, s.results_root)
@@ -112,6 +111,9 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
         # studies created before the ordinal encoding keep sampling categorically (Optuna refuses to mix
         # two distributions under one parameter name)
         encoding = study.user_attrs.get(ATTR + "param_encoding", CATEGORICAL)
+        if hasattr(accuracy, "remember"):  # a two-stage screen ranks against every screen score of the study
+            accuracy.remember([t.user_attrs["screen_score"] for t in study.get_trials(deepcopy=False)
+                               if "screen_score" in t.user_attrs and not is_baseline(t)])
         objective = TrialEvaluator(s, space, latency, accuracy, workdir, hw, encoding,
                                    objectives=resolve(s.objective_names))
         deadline = time.monotonic() + s.hours * 3600 if s.hours else None

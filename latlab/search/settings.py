@@ -13,7 +13,15 @@ import torch
 from latlab.errors import SearchError
 from latlab.ops.zoo import SEED_DETECTORS
 from latlab.runs import RESULTS_ROOT
-from latlab.search.objective_registry import CONSTRAINED_OBJECTIVES, DEFAULT_OBJECTIVES, resolve
+from latlab.search.estimators import (
+    AccuracyEstimator,
+    EstimatorContext,
+    EstimatorSpec,
+    get_estimator_class,
+    make_estimator,
+    parse_estimator,
+)
+from latlab.search.objective_registry import resolve
 from latlab.search.objectives import parse_latency_source
 from latlab.search.samplers import AUTO_SAMPLER, PRUNERS, SAMPLERS
 from latlab.search.storage import mask_url
@@ -41,7 +49,10 @@ def parse_latency_budget(text: str | float | None) -> float | None:
 
 @dataclass
 class SearchSettings:
-    """Everything one ``latlab search run`` needs (the CLI's options, as a library object)."""
+    """Everything one ``latlab search run`` needs (the CLI's options, as a library object).
+
+    ``accuracy`` names the accuracy estimator (:mod:`latlab.search.estimators`, ``NAME`` or ``NAME:ARG``);
+    ``objectives=None`` means ``("latency_ms", <the estimator's objective>)``: ``map`` for ``train``."""
 
     mode: str = "constrained"
     latency_budget_ms: float | None = None
@@ -70,8 +81,9 @@ class SearchSettings:
     latency_max_time_s: float = 5.0
     estimator: str = "p10"
     val_max_images: int | None = None
-    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    objectives: tuple[str, ...] | None = None
     backend: str = "torch"
+    accuracy: str = "train"
 
     def check(self) -> None:
         """Raise ``SearchError`` for inconsistent settings before anything is opened or run."""
@@ -100,17 +112,44 @@ class SearchSettings:
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise SearchError(f"--device {self.device}: no CUDA device is available on this host")
         parse_latency_source(self.latency)
-        resolve(self.objectives)
-        if self.mode == "constrained" and tuple(self.objectives) != DEFAULT_OBJECTIVES:
+        self.make_accuracy()  # an unknown estimator fails here, before any study is opened
+        resolve(self.study_objectives)
+        if self.mode == "constrained" and self.objectives is not None and (
+                tuple(self.objectives) != self.default_objectives()):
             raise SearchError("--objective adds objectives to a pareto study; --mode constrained maximises "
-                              "map under the latency budget")
-        if self.mode == "pareto" and len(self.objectives) < 2:
-            raise SearchError(f"--mode pareto needs at least two objectives, got {list(self.objectives)}")
+                              "the accuracy estimate under the latency budget")
+        if self.mode == "pareto" and len(self.study_objectives) < 2:
+            raise SearchError(f"--mode pareto needs at least two objectives, got {list(self.study_objectives)}")
+
+    def estimator_context(self, nc: int | None = None) -> EstimatorContext:
+        """What the accuracy estimator gets: data, image size, budget, seed (``nc``: the head's classes)."""
+        return EstimatorContext(data=self.data, data_kwargs=dict(self.data_kwargs), imgsz=self.imgsz, nc=nc,
+                                seed=self.seed, epochs=self.epochs, minutes=self.minutes, batch=self.batch,
+                                val_max_images=self.val_max_images, keep_weights=self.keep_weights)
+
+    def make_accuracy(self, nc: int | None = None) -> AccuracyEstimator:
+        """The accuracy estimator ``accuracy`` names (an unknown name is a one-line ``SearchError``)."""
+        return make_estimator(self.accuracy, self.estimator_context(nc))
+
+    @property
+    def accuracy_spec(self) -> EstimatorSpec:
+        """The registry's spec of the accuracy estimator (an unknown name is a ``SearchError``)."""
+        return get_estimator_class(parse_estimator(self.accuracy)[0]).spec
+
+    def default_objectives(self) -> tuple[str, ...]:
+        """``("latency_ms", <objective of the accuracy estimator>)``: today's pair for ``train``."""
+        return ("latency_ms", self.accuracy_spec.objective)
+
+    @property
+    def study_objectives(self) -> tuple[str, ...]:
+        """The objectives the study's front is drawn over: ``objectives``, else :meth:`default_objectives`."""
+        return tuple(self.objectives) if self.objectives is not None else self.default_objectives()
 
     @property
     def objective_names(self) -> tuple[str, ...]:
-        """What the study's trials return: the objectives in pareto mode, map alone in constrained mode."""
-        return tuple(self.objectives) if self.mode == "pareto" else CONSTRAINED_OBJECTIVES
+        """What the study's trials return: the objectives in pareto mode, the estimator's objective (``map``
+        for ``train``) alone in constrained mode."""
+        return self.study_objectives if self.mode == "pareto" else (self.accuracy_spec.objective,)
 
     @property
     def sampler_name(self) -> str:

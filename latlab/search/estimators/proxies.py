@@ -177,7 +177,7 @@ def backbone_features(model: nn.Module, x: torch.Tensor, strides: Sequence[int] 
         inp = [x if j == -1 else saved[j] for j in f] if isinstance(f, list) else (x if f == -1 else saved[f])
         x = saved[i] = m(inp)
         if isinstance(x, torch.Tensor) and x.dim() == 4:
-            last[int(round(size / x.shape[-1]))] = x
+            last[round(size / x.shape[-1])] = x
     missing = [s for s in strides if s not in last]
     if missing:
         raise SearchError(f"maedet: the backbone has no output at stride(s) {missing}")
