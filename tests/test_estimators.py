@@ -269,3 +269,32 @@ def test_cli_unknown_estimator_exits_2_in_one_line_and_leaves_the_study_untouche
     assert journal.read_bytes() == before
     study = optuna.load_study(study_name="t", storage=open_storage(str(journal), "t").storage)
     assert len(study.trials) == 1
+
+
+def test_twostage_always_trains_a_baseline_and_keeps_it_out_of_the_history(fake_screen):
+    est = make_estimator(f"twostage:{fake_screen}")
+    est.trainer = _FakeTrain()  # type: ignore[assignment]
+    for s in (5, 6, 7, 8):
+        est.estimate({"score": s})
+    got = est.estimate_baseline({"score": 0})
+    assert not got.pruned and got.map == 0.0 and got.details["screen_score"] == 0 and est.seen == [5, 6, 7, 8]
+
+
+def test_search_with_twostage_records_screen_scores_and_prunes_the_unpromising(tmp_path, tiny_data, monkeypatch):
+    from latlab.search.estimators.train import TrainEstimator
+
+    def fake_train(self, cfg, model=None, *, out_dir=None, on_epoch_end=None):
+        return Estimate(score=0.5, cost_s=1.0, map=0.5, map50=0.7, details={"epochs": 1, "train_s": 1.0})
+
+    monkeypatch.setattr(TrainEstimator, "estimate", fake_train)
+    monkeypatch.setattr(TwoStageEstimator, "min_trained", 1)
+    space = {**TINY_SPACE, "stages": [{**TINY_SPACE["stages"][0], "width": [16, 24, 32, 40]},
+                                      {**TINY_SPACE["stages"][1], "width": [32, 48, 64]}, TINY_SPACE["stages"][2]]}
+    res = run_search(_settings(tmp_path, tiny_data, accuracy="twostage:params", n_trials=5, space=space))
+    df = res.trials[res.trials["cached_from"].isna()]
+    assert df["screen_score"].notna().all() and (df["accuracy_estimator"] == "twostage:params").all()
+    trained = df[df["state"] == "COMPLETE"]
+    assert len(trained) >= 1 and (trained["map"] == 0.5).all() and (trained["accuracy_score"] == 0.5).all()
+    skipped = df[df["state"] == "PRUNED"]
+    assert skipped["note"].str.startswith("not trained: screen score").all() and skipped["map"].isna().all()
+    assert len(skipped) >= 1  # five screens, only the first and the top quarter are trained

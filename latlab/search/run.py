@@ -11,7 +11,9 @@ Modes
 
 Each trial: sample a point → decode to a model YAML → if a finished trial has the same architecture hash,
 copy its results (duplicates cost nothing) → build, count, time (under the host-wide timing lock) →
-candidates over the budget are recorded as infeasible and not trained → short training → mAP.
+candidates over the budget are recorded as infeasible and not trained → the accuracy estimator
+(``--accuracy``, :mod:`latlab.search.estimators`: the short training → mAP by default, or a zero-cost proxy,
+a two-stage screen ...). The study's accuracy objective is the estimator's (``map`` or ``accuracy_score``).
 
 Baselines: the seed detectors (``DEFAULT_BASELINES``) are enqueued as trials with a ``baseline`` user
 attribute when the study is created, always trained (even over the budget) so reports can show what the

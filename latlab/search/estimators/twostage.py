@@ -70,14 +70,21 @@ class TwoStageEstimator(AccuracyEstimator):
         better = sum(1 for s in self.seen if s > score)
         return n <= self.min_trained or better < max(1, math.ceil(self.top_fraction * n))
 
+    def estimate_baseline(self, cfg: dict[str, Any], model: nn.Module | None = None, *,
+                          out_dir: Path | None = None, on_epoch_end: EpochHook | None = None) -> Estimate:
+        """Screen and always train a reference model (a search's seed detectors), without adding its screen
+        score to the history: it is not a point of the space."""
+        return self.estimate(cfg, model, out_dir=out_dir, on_epoch_end=on_epoch_end, _baseline=True)
+
     def estimate(self, cfg: dict[str, Any], model: nn.Module | None = None, *, out_dir: Path | None = None,
-                 on_epoch_end: EpochHook | None = None) -> Estimate:
+                 on_epoch_end: EpochHook | None = None, _baseline: bool = False) -> Estimate:
         scr = self.screen.estimate(cfg, model)
-        self.seen.append(float(scr.score))
+        if not _baseline:
+            self.seen.append(float(scr.score))
         info = {"screen_score": float(scr.score), "screen_estimator": self.screen.spec.name,
                 "screen_cost_s": scr.cost_s, "screen_rank": 1 + sum(1 for s in self.seen if s > scr.score),
                 "screened": len(self.seen)}
-        if not self.selected(float(scr.score)):
+        if not _baseline and not self.selected(float(scr.score)):
             return Estimate(score=float("nan"), cost_s=scr.cost_s, pruned=True, details={**info, "trained": False})
         res = self.trainer.estimate(cfg, model, out_dir=out_dir, on_epoch_end=on_epoch_end)
         return Estimate(score=res.score, cost_s=scr.cost_s + res.cost_s, map=res.map, map50=res.map50,
