@@ -51,10 +51,12 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
 from latlab.errors import ConfigError
+from latlab.ops.builder import as_model
 from latlab.ops.model import check_imgsz, default_imgsz
 from latlab.profiling.categories import base_name, is_conv_op, op_category
 from latlab.profiling.counter import CountResult, count_model
 from latlab.profiling.dispatch import EagerDispatchMode
+from latlab.profiling.layerwise import profile_layers
 
 CONV_CATEGORIES = ("conv", "pointwise", "depthwise", "group_conv")
 ELEMENTWISE_CATEGORIES = ("elementwise", "norm")
@@ -302,7 +304,6 @@ def lint_model(cfg: nn.Module | str | Path | dict, *, imgsz: int | None = None, 
     """Lint ``cfg`` at ``imgsz`` (default: the config's, else 640 for detectors / 224 for classifiers);
     ``measure`` times each layer with ``backend`` on ``device`` (a backend that times single layers)."""
     th = thresholds or LintThresholds()
-    from latlab.ops.builder import as_model
 
     model, name = as_model(cfg)
     size = int(imgsz) if imgsz is not None else default_imgsz(model)
@@ -387,8 +388,6 @@ def _findings(row: dict[str, Any], pw: pd.DataFrame, th: LintThresholds) -> list
 
 def _measure(model: nn.Module, x: torch.Tensor, layers: pd.DataFrame, *, threads: int, budget_s: float,
              backend: str, device: str, progress: bool) -> tuple[pd.DataFrame, list[str]]:
-    from latlab.profiling.layerwise import profile_layers
-
     timing = profile_layers(model, x, threads=threads, budget_s=budget_s, backend=backend, device=device,
                             progress=progress)
     t = timing.table.rename(columns={"share": "latency_share"})
