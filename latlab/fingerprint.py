@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import warnings
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,6 @@ def _governor() -> str | None:
 
 def _package_version(name: str) -> str | None:
     try:
-        from importlib.metadata import version
-
         return version(name)
     except Exception:
         return None

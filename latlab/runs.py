@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from latlab import __version__
 from latlab.fingerprint import device_fingerprint
 
 RESULTS_ROOT = Path("results")
@@ -46,7 +47,7 @@ class RunWriter:
         out = self.path / f"{name}.csv"
         df.to_csv(out, index=False)
         try:
-            import pyarrow  # noqa: F401
+            import pyarrow  # noqa: F401  # optional dependency (the "all" extra): also write parquet
 
             df.to_parquet(self.path / f"{name}.parquet", index=False)
         except Exception:
@@ -74,6 +75,4 @@ def read_meta(path: Path | str) -> dict[str, Any]:
 
 
 def _latlab_version() -> str:
-    from latlab import __version__
-
     return __version__

@@ -12,6 +12,7 @@ import json
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -140,7 +141,6 @@ def compare_cmd(
         c: Comparison = compare_models(config_a, config_b, imgsz=imgsz, device=device, backend=backend,
                                        threads=threads, estimator=estimator, budget_s=budget,
                                        channels_last=channels_last, progress=not json_out)
-    import pandas as pd
 
     run_dir = out if out is not None else new_run_dir("compare")
     writer = RunWriter(Path(run_dir), "compare", threads=threads, device=device)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -21,8 +23,6 @@ def quickstart(
     out: str = typer.Option(None, help="Output folder (default results/quickstart/<time>/)."),
 ) -> None:
     """Run the whole latlab story on embedded defaults (about 10 minutes on 2 CPU cores)."""
-    from pathlib import Path
-
     settings = QuickstartSettings(imgsz=imgsz, threads=threads, search_trials=trials, train_epochs=epochs,
                                   guidelines=not skip_guidelines, search=not skip_search,
                                   out=Path(out) if out else None)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from latlab.detection import synthetic
 from latlab.errors import DataError
@@ -89,10 +90,6 @@ class DetectionData:
 
 def read_image(path: Path | str) -> np.ndarray:
     """Decode an image file to uint8 RGB [H, W, 3] with Pillow."""
-    try:
-        from PIL import Image
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise DataError(f"{path}: reading image files needs Pillow (pip install pillow)") from exc
     try:
         with Image.open(path) as im:
             return np.array(im.convert("RGB"))

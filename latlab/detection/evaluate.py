@@ -11,11 +11,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from latlab.detection.data import DetectionData, LetterboxDataset, Split, collate
+from latlab.detection.checkpoint import load_checkpoint, weights_from
+from latlab.detection.data import DetectionData, LetterboxDataset, Split, collate, load_dataset
 from latlab.detection.loss import find_detect
 from latlab.detection.metrics import mean_average_precision
 from latlab.detection.nms import non_max_suppression
 from latlab.errors import ConfigError
+from latlab.ops.builder import build_model
 
 
 def cxcywh_to_xyxy_pixels(labels: torch.Tensor, imgsz: int) -> torch.Tensor:
@@ -75,10 +77,6 @@ def evaluate_checkpoint(cfg: str | Path | dict, weights: str | Path, *, data: st
                         prefer_ema: bool = True, width_multiple: float | None = None,
                         depth_multiple: float | None = None) -> dict:
     """Build ``cfg`` for ``data``'s classes, load ``weights`` (a latlab checkpoint or state dict), evaluate."""
-    from latlab.detection.checkpoint import load_checkpoint, weights_from
-    from latlab.detection.data import load_dataset
-    from latlab.ops.builder import build_model
-
     ds = data if isinstance(data, DetectionData) else load_dataset(data, imgsz=imgsz)
     ckpt = load_checkpoint(weights)
     if "nc" in ckpt and int(ckpt["nc"]) != ds.nc:

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from latlab.errors import DataError
 
@@ -42,9 +44,6 @@ def mean_average_precision(preds: Sequence[torch.Tensor | np.ndarray], targets: 
     ``per_class`` is a DataFrame with columns ``cls, name, n_targets, n_preds, ap50, ap`` (``nan`` for a
     class without targets).
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     if len(preds) != len(targets):
         raise DataError(f"preds has {len(preds)} images but targets has {len(targets)}")
     P = [_as_array(p, 6, "preds", i) for i, p in enumerate(preds)]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -42,6 +43,7 @@ from latlab.detection.data import DetectionData, LetterboxDataset, collate, load
 from latlab.detection.evaluate import evaluate
 from latlab.detection.loss import LossHyp, YoloLoss, find_detect
 from latlab.errors import ConfigError
+from latlab.ops.builder import build_model
 from latlab.progress import ProgressReporter, ProgressTask, as_progress
 from latlab.runs import RunWriter, new_run_dir
 from latlab.threads import torch_threads
@@ -140,7 +142,6 @@ def _build(cfg_or_model: Any, nc: int, width_multiple: float | None, depth_multi
         if model_nc != nc:
             raise ConfigError(f"model has nc={model_nc} but the data has nc={nc} classes")
         return cfg_or_model
-    from latlab.ops.builder import build_model
 
     model = build_model(cfg_or_model, nc=nc, width_multiple=width_multiple, depth_multiple=depth_multiple)
     if not getattr(model, "is_detector", True):
@@ -149,8 +150,6 @@ def _build(cfg_or_model: Any, nc: int, width_multiple: float | None, depth_multi
 
 
 def _seed_all(seed: int) -> None:
-    import random
-
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

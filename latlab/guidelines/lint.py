@@ -51,10 +51,14 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
 from latlab.errors import ConfigError
+from latlab.inputs import example_input
+from latlab.ops.builder import as_model
 from latlab.ops.model import check_imgsz, default_imgsz
+from latlab.profiling.backends import flatten_tensors
 from latlab.profiling.categories import base_name, is_conv_op, op_category
 from latlab.profiling.counter import CountResult, count_model
 from latlab.profiling.dispatch import EagerDispatchMode
+from latlab.profiling.layerwise import profile_layers
 
 CONV_CATEGORIES = ("conv", "pointwise", "depthwise", "group_conv")
 ELEMENTWISE_CATEGORIES = ("elementwise", "norm")
@@ -155,27 +159,17 @@ class _GraphMode(EagerDispatchMode):
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        ins = _flat((args, kwargs))
+        ins = flatten_tensors((args, kwargs))
         parents = {self.producer[id(t)] for t in ins if id(t) in self.producer}
         base = base_name(func._overloadpacket.__name__)
         fragment = is_conv_op(base) or op_category(base) == "pooling"
         idx = len(self.nodes)
         self.nodes.append(_Node(self.stack[-1], fragment, parents))
-        for t in _flat(out):
+        for t in flatten_tensors(out):
             if id(t) not in self.producer:
                 weakref.finalize(t, self.producer.pop, id(t), None)
             self.producer[id(t)] = idx
         return out
-
-
-def _flat(obj: Any) -> list[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, (list, tuple)):
-        return [t for o in obj for t in _flat(o)]
-    if isinstance(obj, dict):
-        return [t for v in obj.values() for t in _flat(v)]
-    return []
 
 
 @contextmanager
@@ -302,7 +296,6 @@ def lint_model(cfg: nn.Module | str | Path | dict, *, imgsz: int | None = None, 
     """Lint ``cfg`` at ``imgsz`` (default: the config's, else 640 for detectors / 224 for classifiers);
     ``measure`` times each layer with ``backend`` on ``device`` (a backend that times single layers)."""
     th = thresholds or LintThresholds()
-    from latlab.ops.builder import as_model
 
     model, name = as_model(cfg)
     size = int(imgsz) if imgsz is not None else default_imgsz(model)
@@ -313,7 +306,7 @@ def lint_model(cfg: nn.Module | str | Path | dict, *, imgsz: int | None = None, 
     ops = counts.ops.assign(key=[_layer_key(m) for m in counts.ops["module"]])
     convs = conv_table(counts)
     convs.insert(2, "key", [_layer_key(m) for m in convs["module"]])
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    x = example_input(size, channels=in_ch, seed=0)
     frags = trace_fragments(model, x)
 
     rows, findings = [], []
@@ -387,8 +380,6 @@ def _findings(row: dict[str, Any], pw: pd.DataFrame, th: LintThresholds) -> list
 
 def _measure(model: nn.Module, x: torch.Tensor, layers: pd.DataFrame, *, threads: int, budget_s: float,
              backend: str, device: str, progress: bool) -> tuple[pd.DataFrame, list[str]]:
-    from latlab.profiling.layerwise import profile_layers
-
     timing = profile_layers(model, x, threads=threads, budget_s=budget_s, backend=backend, device=device,
                             progress=progress)
     t = timing.table.rename(columns={"share": "latency_share"})

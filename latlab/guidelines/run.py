@@ -66,6 +66,7 @@ from latlab.profiling.compare import ratio_ci, run_interleaved
 from latlab.profiling.counter import count_model
 from latlab.profiling.timer import DEFAULT_ESTIMATOR, check_estimator
 from latlab.progress import ProgressReporter, as_progress, ticking
+from latlab.runs import RunWriter, new_run_dir
 
 QUICK_BUDGET_S = 12.0
 FULL_BUDGET_S = 30.0
@@ -167,8 +168,6 @@ class GuidelineResults:
 
     def save(self, out: Path | str | None = None) -> Path:
         """Write ``G1.csv`` … ``verdicts.csv`` and ``meta.json`` to ``out`` (default a new run folder)."""
-        from latlab.runs import RunWriter, new_run_dir
-
         path = Path(out) if out is not None else new_run_dir(JOB)
         writer = RunWriter(path, JOB, threads=self.settings.get("threads"), device=self.settings.get("device", "cpu"))
         for g, df in self.tables.items():

@@ -16,12 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from latlab.lut.predict import LatencyPredictor
 
-def load_predictor(path: str | Path, **kwargs: Any) -> Any:
+
+def load_predictor(path: str | Path, **kwargs: Any) -> LatencyPredictor:
     """``LatencyPredictor(path, **kwargs)`` (``backend``, ``threads``, ``imgsz`` checks; ``on_missing``)."""
-    from latlab.lut.predict import LatencyPredictor
-
     return LatencyPredictor(path, **kwargs)
 
 
-__all__ = ["load_predictor"]
+__all__ = ["LatencyPredictor", "load_predictor"]

@@ -17,30 +17,35 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from latlab.errors import TableError
+from latlab.fingerprint import device_fingerprint
 from latlab.lut.calibration import fit_calibration
 from latlab.lut.keys import Unit, model_units
 from latlab.lut.measure import (
     DEFAULT_BATCH,
     DEFAULT_ROUNDS,
-    _bar,
     count_units,
     default_protocol,
     measure_models,
     measure_units,
+    progress_task,
 )
 from latlab.lut.table import Entry, LatencyTable, package_versions
+from latlab.ops.builder import build_model
 from latlab.profiling.allocator import steady_cpu_allocator
+from latlab.profiling.timer import busy_notes, check_estimator
+from latlab.progress import ProgressReporter
+from latlab.threads import torch_threads
 
 DEFAULT_IMGSZ = 160
 DEFAULT_CALIB = 30
@@ -73,16 +78,6 @@ class ArchSource:
     enumerate: Callable[..., BlockSet]
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 @dataclass
 class BlockSet:
     """The distinct units of a set of architectures: ``units`` key → first unit seen, ``counts`` key →
@@ -96,8 +91,6 @@ class BlockSet:
 
     def add(self, arch: Arch, keep_model: bool = False) -> int:
         """Build ``arch``, add its units; returns how many were new."""
-        from latlab.ops.builder import build_model
-
         net = build_model(arch.cfg)
         units = model_units(net, self.imgsz)
         new = [u for u in units if u.key not in self.units]
@@ -111,15 +104,15 @@ class BlockSet:
         return len({u.key for u in new})
 
 
-def collect_blocks(archs: Sequence[Arch], imgsz: int, *, keep_models: Iterable[str] = (), progress: bool = True,
-                   blocks: BlockSet | None = None) -> BlockSet:
+def collect_blocks(archs: Sequence[Arch], imgsz: int, *, keep_models: Iterable[str] = (),
+                   progress: bool | ProgressReporter = True, blocks: BlockSet | None = None) -> BlockSet:
     """Build each architecture once and gather its distinct units (1 torch thread, eval mode)."""
     bs = blocks or BlockSet(imgsz)
     keep = set(keep_models)
-    with _torch_threads(1), _bar(progress, "enumerating", len(archs)) as bar:
+    with torch_threads(1), progress_task(progress, "enumerating", len(archs)) as bar:
         for a in archs:
             bs.add(a, keep_model=a.name in keep)
-            bar(1)
+            bar.advance(1)
     return bs
 
 
@@ -203,16 +196,13 @@ def build_table(out: str | Path, *, source: ArchSource | None = None, archs: Seq
                 rounds: int = DEFAULT_ROUNDS, batch: int = DEFAULT_BATCH, estimator: str = "p10",
                 calib: int = DEFAULT_CALIB, calib_seed: int = CALIB_SEED, calibration: str = "auto",
                 limit: int | None = None, verify: int = 8, fresh: bool = False,
-                progress: bool = True) -> BuildResult:
+                progress: bool | ProgressReporter = True) -> BuildResult:
     """Enumerate, time and calibrate; write the table to ``out`` (library entry of ``latlab lut build``).
 
     Give ``source`` (a search space: ``latlab.search.coverage.space_source(space)``) or ``archs``, an
     explicit list of models (their units are the table). ``limit`` times at most that many blocks in this
     call and leaves the build resumable (``complete`` is False until every block and the calibration are done).
     """
-    from latlab.fingerprint import device_fingerprint
-    from latlab.profiling.timer import busy_notes, check_estimator
-
     check_estimator(estimator)
     out = Path(out)
     sp = source if archs is None else None
@@ -290,7 +280,5 @@ def build_table(out: str | Path, *, source: ArchSource | None = None, archs: Seq
 
 
 def _archs_hash(archs: Sequence[Arch]) -> str:
-    import hashlib
-
     blob = json.dumps([a.cfg for a in archs], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]

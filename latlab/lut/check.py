@@ -29,6 +29,9 @@ from latlab.lut.build import ArchSource
 from latlab.lut.measure import measure_models
 from latlab.lut.predict import LatencyPredictor
 from latlab.lut.table import LatencyTable
+from latlab.ops.builder import build_model
+from latlab.progress import ProgressReporter
+from latlab.runs import RunWriter, new_run_dir
 
 CHECK_SEED = 2
 
@@ -65,15 +68,13 @@ class CheckResult:
 
 def check_table(lut: str | Path | LatencyTable, *, source: ArchSource, n: int = 50, seed: int = CHECK_SEED,
                 rounds: int | None = None, on_missing: str = "auto", save: bool = True,
-                out: str | Path | None = None, progress: bool = True, backend: str | None = None,
+                out: str | Path | None = None, progress: bool | ProgressReporter = True, backend: str | None = None,
                 device: str | None = None) -> CheckResult:
     """Library entry of ``latlab lut check`` (see the module docstring); writes a run folder when ``save``.
 
     ``source`` is what to sample from: ``latlab.search.coverage.table_source(table, space)`` is the space the
     table was built from (or ``space``). ``backend``/``device`` (default: the table's) must match the table's:
     a table is checked as measured."""
-    from latlab.ops.builder import build_model
-
     table = lut if isinstance(lut, LatencyTable) else LatencyTable.load(lut)
     table.check(backend=backend)
     if device is not None and device != table.device:
@@ -113,8 +114,6 @@ def check_table(lut: str | Path | LatencyTable, *, source: ArchSource, n: int = 
                 "calibration": table.calibration.method}
     result = CheckResult(df, metrics, table.identity(), None, settings)
     if save:
-        from latlab.runs import RunWriter, new_run_dir
-
         run_dir = Path(out) if out else new_run_dir("lut-check")
         writer = RunWriter(run_dir, "lut-check", threads=table.threads, device=table.device)
         writer.save_table(df, "models")

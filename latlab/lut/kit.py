@@ -40,8 +40,10 @@ from latlab.lut.build import (
     collect_blocks,
 )
 from latlab.lut.calibration import fit_calibration
-from latlab.lut.measure import DEFAULT_BATCH, DEFAULT_ROUNDS, _bar, _jsonable, default_protocol
-from latlab.lut.table import Entry, LatencyTable
+from latlab.lut.measure import DEFAULT_BATCH, DEFAULT_ROUNDS, _jsonable, default_protocol, progress_task
+from latlab.lut.table import Entry, LatencyTable, package_versions
+from latlab.profiling.backends import _private_copy, export_onnx
+from latlab.progress import ProgressReporter
 
 KIT_FORMAT = "latlab-lut-kit"
 RESULTS_FORMAT = "latlab-lut-kit-results"
@@ -52,8 +54,8 @@ EXTERNAL_MIN_BYTES = 1024
 
 def _strip_weights(path: Path) -> dict[str, Any] | None:
     """Point every float32 initializer larger than 1 KiB at ``<name>.bin`` (not written); returns its size."""
-    import onnx
-    from onnx import TensorProto
+    import onnx  # optional dependency (the onnx extra)
+    from onnx import TensorProto  # optional dependency (the onnx extra)
 
     model = onnx.load(str(path))
     bin_name = path.with_suffix(".bin").name
@@ -79,7 +81,7 @@ def _strip_weights(path: Path) -> dict[str, Any] | None:
 
 
 def _inputs(path: Path) -> list[dict[str, Any]]:
-    import onnx
+    import onnx  # optional dependency (the onnx extra)
 
     model = onnx.load(str(path), load_external_data=False)
     init = {t.name for t in model.graph.initializer}
@@ -93,8 +95,6 @@ def _inputs(path: Path) -> list[dict[str, Any]]:
 
 
 def _export(module: Any, example: Any, path: Path) -> dict[str, Any]:
-    from latlab.profiling.backends import _private_copy, export_onnx
-
     export_onnx(_private_copy(module), example, path)
     weights = _strip_weights(path)
     return {"inputs": _inputs(path), "weights": weights}
@@ -113,11 +113,11 @@ class KitInfo:
 def export_kit(out: str | Path, *, source: ArchSource | None = None, archs: Sequence[Arch] | None = None,
                imgsz: int = DEFAULT_IMGSZ, rounds: int = DEFAULT_ROUNDS, batch: int = DEFAULT_BATCH,
                estimator: str = "p10", calib: int = DEFAULT_CALIB, calib_seed: int = CALIB_SEED, verify: int = 8,
-               progress: bool = True) -> KitInfo:
+               progress: bool | ProgressReporter = True) -> KitInfo:
     """Write a board kit for ``source`` (a search space: ``latlab.search.coverage.space_source(space)``) or an
     explicit ``archs`` list to ``out`` (see the module docstring)."""
     try:
-        import onnx  # noqa: F401
+        import onnx  # noqa: F401  # optional dependency (the onnx extra)
     except ImportError:
         raise DeviceError("export-kit needs the onnx package: pip install latlab[onnx]") from None
     out = Path(out)
@@ -140,7 +140,7 @@ def export_kit(out: str | Path, *, source: ArchSource | None = None, archs: Sequ
     (out / "blocks").mkdir(parents=True, exist_ok=True)
     (out / "models").mkdir(parents=True, exist_ok=True)
     records = []
-    with _bar(progress, "exporting blocks", len(blocks.units)) as bar:
+    with progress_task(progress, "exporting blocks", len(blocks.units)) as bar:
         for key, u in blocks.units.items():
             fid = hashlib.sha1(key.encode()).hexdigest()[:16]
             path = out / "blocks" / f"{fid}.onnx"
@@ -150,7 +150,7 @@ def export_kit(out: str | Path, *, source: ArchSource | None = None, archs: Sequ
                             "fields": u.fields, "args": {k: _jsonable(v) for k, v in u.args.items()},
                             "in_shapes": [list(s) for s in u.in_shapes], "out_shape": list(u.out_shape),
                             "params": params, "madds": madds, "mac_bytes": mac})
-            bar(1)
+            bar.advance(1)
     models = []
     x = example_input(imgsz, seed=0)
     for a in calib_archs:
@@ -158,7 +158,6 @@ def export_kit(out: str | Path, *, source: ArchSource | None = None, archs: Sequ
         info = _export(blocks.models[a.name], x, path)
         models.append({"name": a.name, "arch_hash": a.arch_hash, "file": f"models/{a.arch_hash}.onnx", **info,
                        "units": blocks.arch_units[a.name]})
-    from latlab.lut.table import package_versions
 
     manifest = {"format": KIT_FORMAT, "schema_version": KIT_SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "imgsz": imgsz, "backend": "onnxruntime", "device": "cpu", "space": space_info,

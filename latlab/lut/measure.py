@@ -10,20 +10,22 @@ both use these.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
+from latlab.inputs import example_input
 from latlab.lut.keys import Unit
 from latlab.lut.table import Entry, LatencyTable
 from latlab.profiling.compare import run_interleaved
 from latlab.profiling.counter import count_model
+from latlab.progress import ProgressReporter, ProgressTask, as_progress
 
 DEFAULT_ROUNDS = 60
+BAR_SHOW = ("label", "bar", "count", "remaining")  # the columns of the build's progress bars
 DEFAULT_BATCH = 12
 
 
@@ -65,8 +67,8 @@ def _jsonable(v: Any) -> Any:
 
 
 def measure_units(table: LatencyTable, units: Sequence[Unit], counts: dict[str, tuple[int, int, int]], *,
-                  progress: bool = True, on_batch: Callable[[list[tuple[str, Entry]]], None] | None = None,
-                  seed: int = 0) -> list[str]:
+                  progress: bool | ProgressReporter = True,
+                  on_batch: Callable[[list[tuple[str, Entry]]], None] | None = None, seed: int = 0) -> list[str]:
     """Time ``units`` with the table's protocol, add them to ``table.entries``; returns the new keys.
 
     ``on_batch`` is called with each finished batch (the build appends it to the journal).
@@ -77,7 +79,7 @@ def measure_units(table: LatencyTable, units: Sequence[Unit], counts: dict[str, 
     order = np.random.default_rng(seed).permutation(len(todo))
     todo = [todo[i] for i in order]
     done: list[str] = []
-    with _bar(progress, "timing blocks", len(todo)) as bar:
+    with progress_task(progress, "timing blocks", len(todo)) as bar:
         for start in range(0, len(todo), size):
             batch = todo[start:start + size]
             run = run_interleaved({u.key: u.module for u in batch}, {u.key: u.example_input() for u in batch},
@@ -91,32 +93,24 @@ def measure_units(table: LatencyTable, units: Sequence[Unit], counts: dict[str, 
             if on_batch:
                 on_batch(got)
             done += [k for k, _ in got]
-            bar(len(batch))
+            bar.advance(len(batch))
     return done
 
 
 def measure_models(models: dict[str, nn.Module], imgsz: int, *, backend: str = "torch", threads: int = 1,
                    device: str = "cpu", rounds: int = DEFAULT_ROUNDS, estimator: str = "p10",
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool | ProgressReporter = True) -> dict[str, Any]:
     """End-to-end Measurement of each model, all interleaved in one run (eval mode, batch 1)."""
     if not models:
         return {}
-    x = torch.randn(1, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0))
+    x = example_input(imgsz, seed=0)
     run = run_interleaved(models, x, rounds=rounds, estimator=estimator, backend=backend, device=device,
                           threads=threads, progress=progress, check_busy=False)
     return run.measurements
 
 
-@contextlib.contextmanager
-def _bar(enabled: bool, label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr (a no-op callable when disabled)."""
-    if not enabled or total == 0:
-        yield lambda _n: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
+def progress_task(progress: bool | ProgressReporter, label: str,
+                  total: int) -> AbstractContextManager[ProgressTask]:
+    """A ``label`` bar of ``total`` steps for ``progress`` (:func:`latlab.progress.as_progress`); nothing is
+    shown when there is nothing to do (``total == 0``)."""
+    return as_progress(progress if total else False).task(label, total, show=BAR_SHOW)

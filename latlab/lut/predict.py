@@ -35,6 +35,7 @@ from latlab.lut.keys import Unit, model_units
 from latlab.lut.measure import count_units, measure_units
 from latlab.lut.table import LatencyTable, device_key
 from latlab.ops.builder import build_model
+from latlab.progress import ProgressReporter
 
 __all__ = ["FEATURES", "METHODS", "ON_MISSING", "LatencyPredictor", "Prediction", "fit_calibration", "predict"]
 
@@ -69,7 +70,7 @@ class LatencyPredictor:
 
     def __init__(self, table: LatencyTable | str | Path, *, backend: str | None = None, threads: int | None = None,
                  imgsz: int | None = None, on_missing: str = "auto", save_measured: bool = False,
-                 progress: bool = False):
+                 progress: bool | ProgressReporter = False):
         if on_missing not in ON_MISSING:
             raise TableError(f"on_missing must be one of {', '.join(ON_MISSING)}, got {on_missing!r}")
         self.table = table if isinstance(table, LatencyTable) else LatencyTable.load(table)

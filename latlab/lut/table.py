@@ -32,6 +32,7 @@ import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +127,6 @@ class Calibration:
 
 def package_versions() -> dict[str, str | None]:
     """Versions of the software that produced the numbers (None where a package is not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in ("latlab", "torch", "onnxruntime", "numpy"):
         try:

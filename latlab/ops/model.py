@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from latlab.errors import ConfigError
+
 
 @dataclass
 class LayerInfo:
@@ -91,8 +93,6 @@ def default_imgsz(model: nn.Module) -> int:
 
 def check_imgsz(model: nn.Module, imgsz: int, source: str = "") -> None:
     """Raise ``ConfigError`` unless ``imgsz`` is positive and, for detectors, a multiple of the max stride."""
-    from latlab.errors import ConfigError
-
     prefix = f"{source}: " if source else ""
     if not isinstance(imgsz, int) or imgsz < 1:
         raise ConfigError(f"{prefix}imgsz must be a positive integer, got {imgsz!r}")

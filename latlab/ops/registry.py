@@ -16,10 +16,12 @@ Each entry also says how YOLOv5's ``parse_model`` treats the block's arguments (
 
 Searchable block families (:class:`latlab.ops.family.SearchFamily`) are registered here too, by
 :func:`register_family` in the block file that defines their module; :func:`get_family` is the only lookup.
+``latlab/ops/__init__.py`` imports :mod:`latlab.ops.blocks`, so importing this module fills the registry.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -79,19 +81,11 @@ def register_external(name: str, cls: type[nn.Module], *, kind: str, family: str
     register_block(name, kind=kind, family=family, aliases=aliases)(cls)
 
 
-def _ensure_loaded() -> None:
-    # Importing the block modules runs their decorators.
-    import latlab.ops.blocks  # noqa: F401
-
-
 def get_block(name: str) -> BlockSpec:
     """Look a block up by name or alias; raises ``KeyError`` with close matches in the message."""
-    _ensure_loaded()
     key = _ALIASES.get(name, name)
     if key in _REGISTRY:
         return _REGISTRY[key]
-    import difflib
-
     close = difflib.get_close_matches(name, list(_REGISTRY) + list(_ALIASES), n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise KeyError(f"unknown module {name!r}{hint}; see `latlab blocks` for the registered names")
@@ -99,7 +93,6 @@ def get_block(name: str) -> BlockSpec:
 
 def list_blocks(family: str | None = None) -> list[BlockSpec]:
     """All registered blocks, optionally of one family, sorted by family and name."""
-    _ensure_loaded()
     specs = [s for s in _REGISTRY.values() if family is None or s.family == family]
     return sorted(specs, key=lambda s: (s.family, s.name))
 
@@ -130,7 +123,6 @@ def unregister_family(name: str) -> None:
 
 def get_family(name: str) -> SearchFamily:
     """The search family called ``name``; an unknown name raises ``ConfigError`` listing the known ones."""
-    _ensure_loaded()
     family = _FAMILIES.get(name) if isinstance(name, str) else None
     if family is None:
         raise ConfigError(f"unknown block family {name!r}; known families: {', '.join(sorted(_FAMILIES))}")
@@ -139,13 +131,11 @@ def get_family(name: str) -> SearchFamily:
 
 def list_families() -> list[SearchFamily]:
     """All registered search families, sorted by name."""
-    _ensure_loaded()
     return sorted(_FAMILIES.values(), key=lambda f: f.name)
 
 
 def family_fields(module: str) -> Mapping[str, str]:
     """Descriptor → constructor parameter declared by the family whose module is ``module`` (empty if none)."""
-    _ensure_loaded()
     for family in _FAMILIES.values():
         if _ALIASES.get(family.module, family.module) == module:
             return family.fields

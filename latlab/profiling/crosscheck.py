@@ -30,7 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import thop
 import torch
+from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
 from latlab.ops.builder import as_model
@@ -48,8 +50,6 @@ def _g(x: float) -> str:
 
 def fvcore_count(model: nn.Module, input_shape: Sequence[int]) -> tuple[float, dict[str, float], dict[str, int]]:
     """fvcore's total, its per-operator dict and the ops it skipped, on an eval-mode deepcopy of ``model``."""
-    from fvcore.nn import FlopCountAnalysis
-
     net = copy.deepcopy(model).eval()
     x = torch.randn(tuple(input_shape))
     logger = logging.getLogger("fvcore")
@@ -72,8 +72,6 @@ def fvcore_count(model: nn.Module, input_shape: Sequence[int]) -> tuple[float, d
 
 def thop_count(model: nn.Module, input_shape: Sequence[int]) -> tuple[float, float]:
     """thop's ``(total_ops, total_params)`` on a deepcopy, so no ``total_ops`` buffers touch ``model``."""
-    import thop
-
     net = copy.deepcopy(model)
     x = torch.randn(tuple(input_shape))
     with warnings.catch_warnings():

@@ -25,9 +25,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.profiler import ProfilerActivity, profile, record_function
 
 from latlab.errors import ConfigError, DeviceError
 from latlab.inputs import example_input as base_example_input
+from latlab.ops.builder import as_model
 from latlab.ops.model import check_imgsz, default_imgsz
 from latlab.profiling.backends import call_with, get_runner, map_tensors, require_per_layer
 from latlab.profiling.categories import conv_category, is_conv_op, op_category
@@ -221,8 +223,6 @@ def profile_ops(model: nn.Module, example_input: Any, *, iters: int = 20, warmup
     load spike during one inference does not skew the shares; ``profiled_ms`` is the sum of those medians.
     ``end_to_end`` reuses an existing whole-model measurement; otherwise one is taken (without profiler).
     """
-    from torch.profiler import ProfilerActivity, profile, record_function
-
     if end_to_end is None:
         end_to_end = run_interleaved({E2E: model}, example_input, budget_s=budget_s, estimator=estimator,
                                      threads=threads, channels_last=channels_last,
@@ -330,7 +330,6 @@ def profile_model(cfg: Any, *, imgsz: int | None = None, device: str = "cpu", ba
     if ops and device != "cpu":
         raise DeviceError("--ops uses torch.profiler's CPU times; run it with --device cpu")
     get_runner(backend, device, threads=threads)  # fail early on a missing GPU or ONNX Runtime
-    from latlab.ops.builder import as_model
 
     model, name = as_model(cfg)
     size = imgsz or default_imgsz(model)
@@ -357,7 +356,6 @@ def compare_models(cfg_a: Any, cfg_b: Any, *, imgsz: int | None = None, device: 
     size; see ``latlab compare``. ``imgsz`` defaults to the first model's default size and must suit both."""
     check_estimator(estimator)
     get_runner(backend, device, threads=threads)
-    from latlab.ops.builder import as_model
 
     (a, name_a), (b, name_b) = as_model(cfg_a), as_model(cfg_b)
     if name_a == name_b:

@@ -19,7 +19,7 @@ FIG_HEIGHT = 460
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman's rank correlation of the finite pairs, NaN with fewer than 3 pairs or a constant side."""
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # start-up: scipy.stats stays out of the CLI and reports, ≈0.6 s
 
     a = np.asarray(x, dtype=float)
     b = np.asarray(y, dtype=float)

@@ -16,6 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from latlab.guidelines.paper import TABLES
 from latlab.report.figures import COLOURS, FIG_HEIGHT, add_run_header
 from latlab.report.html import Page, esc
 from latlab.report.loaders import Run
@@ -35,8 +36,6 @@ SIDE_COLUMNS = ("row", "width", "built", "madds", "flops", "mac_bytes", "madds_r
 
 
 def _title(guideline: str) -> str:
-    from latlab.guidelines.paper import TABLES
-
     t = TABLES.get(guideline)
     return f"{guideline}: {t.title} (Table {t.table})" if t else guideline
 

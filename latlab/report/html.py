@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
 
 SELFTEST_ID = "latlab-selftest"
 PLOTLY_CONFIG: dict[str, Any] = {"displaylogo": False, "responsive": True}
@@ -223,8 +224,6 @@ class Page:
         """The whole page as one HTML string; plotly.js is embedded once when the page has figures."""
         plotly_js = ""
         if self.figures:
-            from plotly.offline import get_plotlyjs
-
             plotly_js = f"<script>{get_plotlyjs()}</script>"
         nav = ""
         if self.nav:

@@ -31,8 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import pandas as pd
 import plotly.graph_objects as go
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 
 from latlab.report.figures import COLOURS, FIG_HEIGHT, GREY, add_run_header
 from latlab.report.html import Page
@@ -357,8 +360,6 @@ def _storage_candidates(run: Run) -> list[Path]:
 @contextlib.contextmanager
 def _storage(run: Run) -> Iterator[Any]:
     """An Optuna storage for the run's study; files are opened through a private copy (never written)."""
-    import optuna
-
     url = run.meta.get("storage")
     if isinstance(url, str) and url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
@@ -378,15 +379,10 @@ def _storage(run: Run) -> Iterator[Any]:
         if src.suffix in SQLITE_SUFFIXES:
             yield optuna.storages.RDBStorage(f"sqlite:///{dst}")
         else:
-            from optuna.storages import JournalStorage
-            from optuna.storages.journal import JournalFileBackend
-
             yield JournalStorage(JournalFileBackend(str(dst)))
 
 
 def _objective_names(study: Any) -> list[str]:
-    import optuna
-
     if study.metric_names:
         return list(study.metric_names)
     dirs = study.directions
@@ -404,10 +400,8 @@ def _evaluator() -> tuple[str, Any]:
     """fANOVA when scikit-learn is installed (Optuna's default), else PED-ANOVA (no extra dependency).
 
     Targets are passed as minimisation (maximised objectives negated): PED-ANOVA ranks by low values."""
-    import optuna
-
     try:
-        import sklearn  # noqa: F401
+        import sklearn  # noqa: F401  # optional, not a latlab dependency: enables fANOVA
 
         return "fANOVA", lambda: optuna.importance.FanovaImportanceEvaluator(seed=0)
     except ImportError:
@@ -416,8 +410,6 @@ def _evaluator() -> tuple[str, Any]:
 
 def importances(run: Run) -> tuple[pd.DataFrame | None, str]:
     """Optuna parameter importances per objective, or None and why not."""
-    import optuna
-
     try:
         with _storage(run) as storage:
             if storage is None:

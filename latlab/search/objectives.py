@@ -27,9 +27,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import nn
 
+from latlab.detection.data import load_dataset
+from latlab.detection.train import train
 from latlab.errors import SearchError
 from latlab.inputs import example_input
+from latlab.lut.predict import LatencyPredictor as TablePredictor
 from latlab.profiling.backends import get_backend
+from latlab.profiling.compare import run_interleaved
+from latlab.profiling.counter import count_model
 
 DEFAULT_LOCK = Path(tempfile.gettempdir()) / "latlab-timing.lock"
 
@@ -75,11 +80,6 @@ def load_lut_predictor(path: str | Path, *, imgsz: int, threads: int | None = No
     p = Path(path)
     if not p.exists():
         raise SearchError(f"--latency lut:{path}: latency table file not found")
-    try:
-        from latlab.lut.predict import LatencyPredictor as TablePredictor
-    except ImportError:
-        raise SearchError(f"--latency lut:{path}: this latlab has no latency-table predictor "
-                          "(latlab.lut.predict); use --latency measured") from None
     predictor = TablePredictor(p, threads=threads, imgsz=imgsz)
     if not isinstance(predictor, LatencyPredictor):
         raise SearchError(f"--latency lut:{path}: {type(predictor).__name__} lacks predict() and identity()")
@@ -122,8 +122,6 @@ class MeasuredLatency:
         self.source = "measured"
 
     def __call__(self, model: nn.Module, cfg: dict[str, Any] | None = None) -> LatencyEstimate:
-        from latlab.profiling.compare import run_interleaved
-
         x = example_input(self.imgsz)
         with self.lock.hold(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -167,8 +165,6 @@ def parse_latency_source(text: str) -> tuple[str, Path | None]:
 
 def count_candidate(model: nn.Module, imgsz: int) -> dict[str, int]:
     """``params``, ``madds``, ``flops``, ``mac_bytes`` of one ``1×3×imgsz×imgsz`` forward (meta tensors)."""
-    from latlab.profiling.counter import count_model
-
     totals = count_model(model, imgsz=imgsz).totals
     return {k: int(totals[k]) for k in ("params", "madds", "flops", "mac_bytes")}
 
@@ -214,8 +210,6 @@ class TrainedAccuracy:
     @property
     def dataset(self) -> Any:
         if self._dataset is None:
-            from latlab.detection.data import load_dataset
-
             kwargs = dict(self.data_kwargs)
             if str(self.data) == "builtin":
                 kwargs.setdefault("imgsz", self.imgsz)
@@ -232,8 +226,6 @@ class TrainedAccuracy:
 
     def __call__(self, cfg: dict[str, Any], out_dir: Path, on_epoch_end: EpochHook | None = None
                  ) -> AccuracyResult:
-        from latlab.detection.train import train
-
         res = train(cfg, data=self.dataset, epochs=self.epochs, minutes=self.minutes, imgsz=self.imgsz,
                     batch=self.batch, out_dir=out_dir, seed=self.seed, on_epoch_end=on_epoch_end,
                     progress=False, val_max_images=self.val_max_images)

@@ -5,6 +5,7 @@ Argument order is YOLOv5's: the builder passes ``c1`` (input channels) first, th
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -47,8 +48,6 @@ class DWConv(Conv):
     """Depthwise-style Conv: groups = gcd(c1, c2). YAML: ``[c2, k=1, s=1, d=1, act=True]``."""
 
     def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, d: int = 1, act: bool | str = True):
-        import math
-
         super().__init__(c1, c2, k, s, g=math.gcd(c1, c2), d=d, act=act)
 
 
