@@ -8,6 +8,7 @@ import math
 import pandas as pd
 import pytest
 import yaml
+from test_fidelity_run import tiny_space
 
 from latlab.errors import ConfigError
 from latlab.search import reference as R
@@ -22,7 +23,7 @@ def _params_latency(models, imgsz):
 @pytest.fixture(scope="module")
 def ref_set(tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "reference_test.yaml"
-    ref = R.build_reference_set(n=3, seed=0, imgsz=64, pool_factor=2, out=out, measure=_params_latency)
+    ref = R.build_reference_set(tiny_space(), n=3, seed=0, imgsz=64, pool_factor=2, out=out, measure=_params_latency)
     return ref, out
 
 
@@ -39,7 +40,7 @@ def test_build_reference_set_writes_stratified_versioned_yaml(ref_set):
     assert lat == sorted(lat)
     loaded = R.load_reference_set(out)
     assert loaded.names() == ref.names()
-    again = R.build_reference_set(n=3, seed=0, imgsz=64, pool_factor=2, measure=_params_latency, seeds=())
+    again = R.build_reference_set(tiny_space(), n=3, seed=0, imgsz=64, pool_factor=2, measure=_params_latency, seeds=())
     assert [a.arch_hash for a in again.archs] == [a.arch_hash for a in ref.archs[:3]]
 
 

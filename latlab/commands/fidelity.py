@@ -125,7 +125,7 @@ def run(
     t = Table(box=box.SIMPLE_HEAD, title=f"rank fidelity on {res.meta['n_archs']} reference architectures "
               f"(95 % bootstrap CIs)", title_justify="left")
     for c in ("estimator", "kind", "n", "Kendall τ [CI]", "Spearman ρ [CI]", "CPU s/cand.", "beats params"):
-        t.add_column(c, justify="left" if c in ("estimator", "kind") else "right")
+        t.add_column(c, justify="left" if c in ("estimator", "kind") else "right", no_wrap=c == "estimator")
     for r in res.table.to_dict(orient="records"):
         t.add_row(r["estimator"], r["kind"], str(r["n"]),
                   ci_text("τ", r["kendall_tau"], r["tau_ci_low"], r["tau_ci_high"]).removeprefix("τ = "),

@@ -104,14 +104,18 @@ def build(page: Page, runs: list[Run]) -> None:
         for name in dict.fromkeys(est["estimator"].astype(str)):
             if name == CEILING:
                 continue
-            page.figure(scatter(est, reference, name, lookup(table, name)), name=f"fid-{name}",
-                        caption="Each point one reference architecture (red: seed detectors); whiskers span the "
-                        "reference seeds.")
+            fid = lookup(table, name)
+            page.figure(scatter(est, reference, name, fid), name=f"fid-{name}",
+                        caption=f"{name}: Kendall {fid.tau_text() if fid else 'τ n/a'}. Each point one reference "
+                        "architecture (red: seed detectors); whiskers span the reference seeds.")
 
 
 # ------------------------------------------------------------------------------------- search trust block
-def shipped_table(space_hash: str | None, folder: Path = FIDELITY_DIR) -> tuple[pd.DataFrame, dict[str, Any], Path] | None:
-    """The newest ``fidelity_v<N>.csv`` in ``folder`` whose sidecar names ``space_hash``, or None."""
+def shipped_table(space_hash: str | None, folder: Path | None = None
+                  ) -> tuple[pd.DataFrame, dict[str, Any], Path] | None:
+    """The newest ``fidelity_v<N>.csv`` in ``folder`` (default :data:`FIDELITY_DIR`) whose sidecar names
+    ``space_hash``, or None."""
+    folder = Path(folder) if folder is not None else FIDELITY_DIR
     if not space_hash or not folder.is_dir():
         return None
     found = sorted(((int(m.group(1)), p) for p in folder.glob("fidelity_v*.csv") if (m := _VERSION.search(p.name))),
@@ -139,7 +143,8 @@ def estimator_of(meta: dict[str, Any], trials: pd.DataFrame | None = None) -> st
     return str(name) if name else DEFAULT_ESTIMATOR
 
 
-def trust_text(meta: dict[str, Any], trials: pd.DataFrame | None = None, folder: Path = FIDELITY_DIR) -> tuple[str, bool]:
+def trust_text(meta: dict[str, Any], trials: pd.DataFrame | None = None, folder: Path | None = None
+               ) -> tuple[str, bool]:
     """(text, measured): the estimator and its measured τ with CI for this space, or that it is not measured."""
     name = estimator_of(meta, trials)
     found = shipped_table(meta.get("space_hash"), folder)
@@ -163,7 +168,7 @@ def trust_text(meta: dict[str, Any], trials: pd.DataFrame | None = None, folder:
 
 
 def add_trust_block(page: Page, meta: dict[str, Any], trials: pd.DataFrame | None = None,
-                    folder: Path = FIDELITY_DIR) -> None:
+                    folder: Path | None = None) -> None:
     """The "How far to trust this front" block of the search page."""
     text, measured = trust_text(meta, trials, folder)
     page.heading("How far to trust this front", level=3)
