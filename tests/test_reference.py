@@ -165,3 +165,7 @@ def test_reference_table_and_data_separation(tmp_path):
     assert t.attrs["separation"]["seed_sd"] == pytest.approx(sep.seed_sd)
     with pytest.raises(ConfigError):
         R.reference_table(tmp_path / "missing.csv")
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text(",".join(R.RESULT_COLUMNS) + "\n")
+    assert R.reference_table(header_only).empty
+    assert math.isnan(R.data_separation(R.reference_table(header_only)).seed_sd)

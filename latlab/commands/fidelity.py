@@ -96,8 +96,8 @@ def reference(
     console.print(f"[bold]{out}[/]: {run.done_before} trainings were done, {len(run.trained)} now, "
                   f"{run.remaining} left" + (" (other shards)" if run.remaining else "")
                   + (" · a truncated last line was dropped" if run.repaired else ""))
-    table = reference_table(out)
-    if len(table):
+    table = reference_table(out) if out.is_file() else None
+    if table is not None and len(table):
         _say(data_separation(table).text())
 
 

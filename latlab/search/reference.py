@@ -419,6 +419,10 @@ def reference_table(out_csv: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
         tmp.seek(0)
         raw = pd.read_csv(tmp) if repair else pd.DataFrame(columns=list(RESULT_COLUMNS))
     raw = raw.drop_duplicates(["arch_hash", "seed"], keep="last")
+    if raw.empty:
+        empty = pd.DataFrame(columns=["name", "arch_hash", "role", "map_mean", "n_seeds"])
+        empty.attrs["separation"] = asdict(data_separation(empty))
+        return empty
     wide = raw.pivot_table(index=["name", "arch_hash", "role"], columns="seed", values="map", aggfunc="last")
     wide.columns = [f"map_seed{int(s)}" for s in wide.columns]
     wide = wide.reset_index()
