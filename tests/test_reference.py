@@ -149,6 +149,9 @@ def test_reference_table_and_data_separation(tmp_path):
     rows = [("a", 0, 0.30), ("a", 1, 0.32), ("b", 0, 0.20), ("b", 1, 0.24), ("c", 0, 0.10), ("c", 1, 0.10)]
     pd.DataFrame([{"name": n, "arch_hash": f"h{n}", "role": "sampled", "seed": s, "map": m, "map50": 0.0,
                    "epochs": 1, "train_s": 1.0, "cpu_s": 1.0} for n, s, m in rows]).to_csv(out, index=False)
+    with open(out, "a") as f:  # two shards racing on a new file could leave a second header line
+        f.write(",".join(R.RESULT_COLUMNS) + "\n")
+    assert len(R.finished_pairs(out)) == 6
     t = R.reference_table(out)
     assert list(t["name"]) == ["a", "b", "c"]
     assert t["map_mean"].tolist() == pytest.approx([0.31, 0.22, 0.10])

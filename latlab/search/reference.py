@@ -302,7 +302,26 @@ def finished_pairs(out_csv: Path | str) -> set[tuple[str, int]]:
     if not p.is_file() or p.stat().st_size == 0:
         return set()
     with open(p, newline="") as f:
-        return {(r["arch_hash"], int(r["seed"])) for r in csv.DictReader(f) if r.get("arch_hash")}
+        return {(r["arch_hash"], int(r["seed"])) for r in csv.DictReader(f)
+                if r.get("arch_hash") and str(r.get("seed", "")).lstrip("-").isdigit()}
+
+
+def ensure_header(out_csv: Path | str) -> None:
+    """Create ``out_csv`` holding only the header line, atomically (``O_EXCL``), unless it exists with content;
+    shards starting together thus write one header between them."""
+    p = Path(out_csv)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        if p.stat().st_size:
+            return
+        fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, (",".join(RESULT_COLUMNS) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _append_row(out_csv: Path, row: Mapping[str, Any]) -> None:
@@ -362,6 +381,7 @@ def train_reference(set_path: Path | str = DEFAULT_SET, protocol: ReferenceProto
     out = Path(out_csv)
     check_protocol(out, protocol, {"reference_set": Path(set_path).name, "space_hash": ref.header.get("space_hash")})
     repaired = repair_results(out)
+    ensure_header(out)
     done = finished_pairs(out)
     pairs = [(a, s) for a in ref.archs for s in protocol.seeds]
     mine = [(a, s) for j, (a, s) in enumerate(pairs) if j % k == i and (a.arch_hash, s) not in done]
@@ -418,7 +438,8 @@ def reference_table(out_csv: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
         tmp.write(repair)
         tmp.seek(0)
         raw = pd.read_csv(tmp) if repair else pd.DataFrame(columns=list(RESULT_COLUMNS))
-    raw = raw.drop_duplicates(["arch_hash", "seed"], keep="last")
+    raw = raw[pd.to_numeric(raw["seed"], errors="coerce").notna()]  # a stray second header line
+    raw = raw.astype({"seed": int, "map": float}).drop_duplicates(["arch_hash", "seed"], keep="last")
     if raw.empty:
         empty = pd.DataFrame(columns=["name", "arch_hash", "role", "map_mean", "n_seeds"])
         empty.attrs["separation"] = asdict(data_separation(empty))
