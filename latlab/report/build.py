@@ -1,7 +1,7 @@
 """``build_report``: the library call behind ``latlab report``.
 
 Finds the run folders under a results directory (:mod:`latlab.report.loaders`), writes one self-contained
-page per kind of result found (``<out stem>-guidelines.html``, ``-profile``, ``-search``, ``-lut``) and an
+page per kind of result found (``<out stem>-guidelines.html``, ``-profile``, ``-search``, ``-lut``, ``-fidelity``) and an
 index page (``out``) that links them and lists every run with its command and device fingerprint.
 """
 
@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from latlab.report import guidelines, lut, profile, search
+from latlab.report import fidelity, guidelines, lut, profile, search
 from latlab.report.html import Page, df_to_html, esc, fingerprint_line
 from latlab.report.loaders import KIND_TITLES, KINDS, Run, discover
 
 BUILDERS: dict[str, Callable[[Page, list[Run]], None]] = {
     "guidelines": guidelines.build, "profile": profile.build, "search": search.build, "lut": lut.build,
+    "fidelity": fidelity.build,
 }
 DEFAULT_NAME = "report.html"
 

@@ -24,18 +24,20 @@ import pandas as pd
 from latlab.errors import LatlabError
 from latlab.runs import META_NAME
 
-KINDS: tuple[str, ...] = ("guidelines", "profile", "search", "lut")
+KINDS: tuple[str, ...] = ("guidelines", "profile", "search", "lut", "fidelity")
 KIND_TITLES = {"guidelines": "Guidelines", "profile": "Profile", "search": "Search",
-               "lut": "Latency tables"}
+               "lut": "Latency tables", "fidelity": "Estimator fidelity"}
 JOB_KINDS: dict[str, str] = {
     "guidelines": "guidelines", "guideline": "guidelines",
     "profile": "profile", "count": "profile", "crosscheck": "profile", "layerwise": "profile",
     "search": "search",
     "lut": "lut",
+    "fidelity": "fidelity",
 }
 EXPECTED = ("run folders with a meta.json and CSV tables, as written by `latlab guidelines` "
             "(results/guidelines/<run>/), `latlab profile`/`latlab count --save` (results/profile|count/<run>/), "
-            "`latlab search export` (results/search/...) or `latlab lut check` (results/lut/...)")
+            "`latlab search export` (results/search/...), `latlab lut check` (results/lut/...) or "
+            "`latlab fidelity run` (results/fidelity/...)")
 
 # Column sets that identify a table, whatever its file name.
 COUNT_COLUMNS = frozenset({"layer", "module", "op", "category", "madds", "mac_bytes"})
@@ -43,6 +45,7 @@ LAYER_LATENCY_COLUMNS = frozenset({"layer", "estimate_ms"})
 CROSSCHECK_COLUMNS = frozenset({"counter", "total", "ratio_to_latlab_madds"})
 TRIAL_COLUMNS = frozenset({"trial", "state"})
 LUT_CHECK_COLUMNS = frozenset({"predicted_ms", "measured_ms"})
+FIDELITY_COLUMNS = frozenset({"estimator", "kendall_tau"})
 
 
 def job_kind(job: Any) -> str | None:
@@ -144,6 +147,8 @@ def _kind_from_columns(csvs: dict[str, Path]) -> str | None:
         return "search"
     if cols >= LUT_CHECK_COLUMNS:
         return "lut"
+    if cols >= FIDELITY_COLUMNS:
+        return "fidelity"
     if "verdict" in cols:
         return "guidelines"
     if cols >= COUNT_COLUMNS or cols >= LAYER_LATENCY_COLUMNS or cols >= CROSSCHECK_COLUMNS:

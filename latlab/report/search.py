@@ -37,6 +37,7 @@ import plotly.graph_objects as go
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from latlab.report.fidelity import add_trust_block
 from latlab.report.figures import COLOURS, FIG_HEIGHT, GREY, add_run_header
 from latlab.report.html import Page
 from latlab.report.loaders import TRIAL_COLUMNS, Run
@@ -474,6 +475,7 @@ def build(page: Page, runs: list[Run]) -> None:
         page.paragraph(f"{len(df)} trials (" + ", ".join(f"{v} {k.lower()}" for k, v in n_state.items())
                        + f"); {int(df['feasible'].sum())} feasible; accuracy = {cols.accuracy}, latency = "
                        f"{cols.latency}.")
+        add_trust_block(page, run.meta, df)
         page.figure(trials_figure(run, df, cols, budget), name=f"{key}-trials", click_panel=True,
                     caption="Every trial: hover for its block choices and counts, click for its model YAML. "
                     "Grey: infeasible (over the latency budget) or pruned. Step line: Pareto front of the "

@@ -1,0 +1,168 @@
+"""``run_fidelity``: score the reference set with each accuracy estimator and write the fidelity run folder.
+
+The library call behind ``latlab fidelity run`` and ``benchmarks/bench_fidelity.py``. Estimators are looked
+up by name in the registry (:func:`latlab.search.estimators.make_estimator`) and all built before any work,
+so a wrong name fails at once. The naive baselines ``params``, ``madds`` and ``mac_bytes`` are counted here
+(one meta-tensor count per architecture, :func:`latlab.profiling.counter.count_model`) and enter the table
+like any estimator (kind ``baseline``, score = the count, cost = the count's CPU time).
+
+The run folder (``results/fidelity/<time>/``) holds ``fidelity.csv`` (:data:`latlab.search.fidelity.
+TABLE_COLUMNS`), ``estimates.csv`` (one row per estimator × architecture: ``estimator``, ``kind``, ``name``,
+``role``, ``score``, ``cost_s``, ``map``, ``map_mean``), ``reference.csv`` (the reference table) and
+``meta.json`` (reference files, protocol, space, data separation, noise ceiling).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from latlab.errors import ConfigError
+from latlab.ops.builder import build_model
+from latlab.profiling.counter import count_model
+from latlab.runs import RunWriter, new_run_dir
+from latlab.search.estimators import EstimatorContext, list_estimators, make_estimator
+from latlab.search.estimators.base import cpu_clock
+from latlab.search.fidelity import N_BOOT, fidelity_table, noise_ceiling, seed_columns
+from latlab.search.reference import (
+    DEFAULT_RESULTS,
+    DEFAULT_SET,
+    FIDELITY_DIR,
+    DataSeparation,
+    ReferenceArch,
+    ReferenceProtocol,
+    ReferenceSet,
+    data_separation,
+    load_reference_set,
+    read_protocol,
+    reference_table,
+)
+
+BASELINES = ("params", "madds", "mac_bytes")
+DEFAULT_PUBLISHED = FIDELITY_DIR / "fidelity_v1.csv"
+PUBLISHED_META_KEYS = ("reference_set", "space", "space_hash", "protocol", "n_archs", "n_boot", "separation",
+                       "noise_ceiling", "time", "fingerprint", "estimators")
+JOB = "fidelity"
+Progress = Callable[[str], None]
+
+
+def default_estimators() -> list[str]:
+    """Every registered estimator that needs no argument, the baselines excepted (they are always added)."""
+    return [s.name for s in list_estimators() if not s.arg_required and s.name not in BASELINES]
+
+
+def context_for(protocol: ReferenceProtocol, ref: ReferenceSet) -> EstimatorContext:
+    """The estimator context matching the reference protocol's data, image size and classes."""
+    return EstimatorContext(data=protocol.data, data_kwargs={"n_train": protocol.n_train, "n_val": protocol.n_val},
+                            imgsz=protocol.imgsz, nc=ref.nc, seed=0, batch=protocol.batch,
+                            val_max_images=protocol.val_max_images, threads=protocol.threads)
+
+
+def baseline_rows(archs: Sequence[ReferenceArch], imgsz: int) -> list[dict[str, Any]]:
+    """``params``, ``madds`` and ``mac_bytes`` of each architecture (kind ``baseline``)."""
+    rows = []
+    for a in archs:
+        with cpu_clock() as cpu:
+            model = build_model(dict(a.cfg), imgsz=imgsz)
+            totals = count_model(model, imgsz=imgsz).totals
+            cost = cpu()
+        rows += [{"estimator": b, "kind": "baseline", "name": a.name, "role": a.role, "score": float(totals[b]),
+                  "cost_s": cost, "map": float("nan")} for b in BASELINES]
+    return rows
+
+
+def collect_estimates(archs: Sequence[ReferenceArch], estimators: Sequence[str], ctx: EstimatorContext, *,
+                      baselines: bool = True, progress: Progress | None = None) -> pd.DataFrame:
+    """Long table of every estimator's score on every architecture (see the module docstring)."""
+    made = [(text, make_estimator(text, ctx)) for text in estimators if text not in BASELINES]
+    rows: list[dict[str, Any]] = []
+    for text, est in made:
+        for i, a in enumerate(archs, start=1):
+            if progress:
+                progress(f"{text}: [{i}/{len(archs)}] {a.name}")
+            with tempfile.TemporaryDirectory(prefix="latlab-fid-") as tmp:
+                e = est.estimate(dict(a.cfg), out_dir=Path(tmp))
+            rows.append({"estimator": text, "kind": est.spec.kind, "name": a.name, "role": a.role,
+                         "score": float(e.score), "cost_s": float(e.cost_s),
+                         "map": float("nan") if e.map is None else float(e.map)})
+    if baselines:
+        rows += baseline_rows(archs, ctx.imgsz)
+    return pd.DataFrame(rows, columns=["estimator", "kind", "name", "role", "score", "cost_s", "map"])
+
+
+@dataclass
+class FidelityRun:
+    """What :func:`run_fidelity` produced (and where it wrote it)."""
+
+    path: Path | None
+    table: pd.DataFrame
+    estimates: pd.DataFrame
+    reference: pd.DataFrame
+    separation: DataSeparation
+    meta: dict[str, Any]
+
+
+def run_fidelity(estimators: Sequence[str] | None = None, *, reference_set: Path | str = DEFAULT_SET,
+                 reference_results: Path | str = DEFAULT_RESULTS, ctx: EstimatorContext | None = None,
+                 out_dir: Path | str | None = None, results_root: Path | str | None = None, save: bool = True,
+                 baselines: bool = True, n_boot: int = N_BOOT, progress: Progress | None = None) -> FidelityRun:
+    """Score the trained part of the reference set with ``estimators`` (default :func:`default_estimators`),
+    compute the fidelity table and (``save``) write the run folder ``out_dir`` or
+    ``<results_root>/fidelity/<time>/``."""
+    ref = load_reference_set(reference_set)
+    reference = reference_table(reference_results)
+    known = {a.arch_hash for a in ref.archs}
+    reference = reference[reference["arch_hash"].isin(known) & reference["map_mean"].notna()].reset_index(drop=True)
+    if len(reference) < 3:
+        raise ConfigError(f"{reference_results}: only {len(reference)} architecture(s) of {reference_set} have "
+                          "reference results; the fidelity statistics need at least 3")
+    by_hash = {a.arch_hash: a for a in ref.archs}
+    archs = [by_hash[h] for h in reference["arch_hash"]]
+    reference["name"] = [a.name for a in archs]
+    protocol = read_protocol(reference_results) or ReferenceProtocol()
+    ctx = ctx or context_for(protocol, ref)
+    names = list(estimators) if estimators is not None else default_estimators()
+    est = collect_estimates(archs, names, ctx, baselines=baselines, progress=progress)
+    est["map_mean"] = est["name"].map(reference.set_index("name")["map_mean"])
+    table = fidelity_table(reference, est, n_boot=n_boot)
+    sep = data_separation(reference)
+    meta: dict[str, Any] = {
+        "reference_set": str(reference_set), "reference_results": str(reference_results),
+        "space": ref.header.get("space"), "space_hash": ref.header.get("space_hash"),
+        "protocol": protocol.to_dict(), "estimators": names, "baselines": list(BASELINES) if baselines else [],
+        "n_archs": len(archs), "n_boot": n_boot, "separation": asdict(sep),
+        "estimator_context": {k: v for k, v in asdict(ctx).items() if k != "data"} | {"data": str(ctx.data)},
+    }
+    if len(seed_columns(reference)) >= 2:
+        meta["noise_ceiling"] = noise_ceiling(reference, n_boot=n_boot).tau_text()
+    path = None
+    if save:
+        path = Path(out_dir) if out_dir is not None else new_run_dir(JOB, root=results_root)
+        writer = RunWriter(path, JOB, threads=ctx.threads)
+        writer.save_table(table, "fidelity")
+        writer.save_table(est, "estimates")
+        writer.save_table(reference, "reference")
+        writer.write_meta(**meta, tables=["fidelity.csv", "estimates.csv", "reference.csv"])
+    return FidelityRun(path, table, est, reference, sep, meta)
+
+
+def publish(run_dir: Path | str, dest: Path | str = DEFAULT_PUBLISHED) -> Path:
+    """Copy a fidelity run's ``fidelity.csv`` to ``dest`` (the shipped table the search page reads) with a
+    ``.json`` sidecar holding the space hash and the run's key facts (:data:`PUBLISHED_META_KEYS`)."""
+    src = Path(run_dir)
+    if not (src / "fidelity.csv").is_file() or not (src / "meta.json").is_file():
+        raise ConfigError(f"{src}: not a fidelity run folder (needs fidelity.csv and meta.json)")
+    meta = json.loads((src / "meta.json").read_text())
+    out = Path(dest)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src / "fidelity.csv", out)
+    side = {k: meta[k] for k in PUBLISHED_META_KEYS if k in meta} | {"source_run": src.name}
+    out.with_suffix(".json").write_text(json.dumps(side, indent=2, default=str) + "\n")
+    return out
