@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -126,7 +127,8 @@ def make_dataset(*, imgsz: int = 160, n_train: int = 2000, n_val: int = 400, see
     out.mkdir(parents=True, exist_ok=True)
     total, done = n_train + n_val, 0
     for split_id, (split, n) in enumerate((("train", n_train), ("val", n_val))):
-        images = np.lib.format.open_memmap(out / f"{split}_images.tmp.npy", mode="w+", dtype=np.uint8,
+        tmp = out / f"{split}_images.{os.getpid()}.tmp.npy"  # per process: two processes may build one dataset
+        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
                                            shape=(n, imgsz, imgsz, 3))
         rows = []
         for i in range(n):
@@ -138,7 +140,7 @@ def make_dataset(*, imgsz: int = 160, n_train: int = 2000, n_val: int = 400, see
                 progress(done, total)
         images.flush()
         del images
-        (out / f"{split}_images.tmp.npy").replace(out / f"{split}_images.npy")
+        tmp.replace(out / f"{split}_images.npy")
         np.save(out / f"{split}_labels.npy", np.concatenate(rows, 0) if rows else np.zeros((0, 6), np.float32))
     meta = {"name": "shapes10", "names": list(synthetic.CLASS_NAMES), "imgsz": imgsz, "n_train": n_train,
             "n_val": n_val, "seed": seed, "generator_version": synthetic.GENERATOR_VERSION}
