@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from latlab.detection.data import make_dataset
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _torch_defaults():
@@ -17,3 +19,9 @@ def _private_cache(tmp_path_factory):
     mp.setenv("LATLAB_CACHE_DIR", str(tmp_path_factory.mktemp("latlab-cache")))
     yield
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A 16-image built-in dataset at 64 px, made once per test session (tiny searches train on it)."""
+    return make_dataset(imgsz=64, n_train=16, n_val=8, root=tmp_path_factory.mktemp("data"))

@@ -10,10 +10,10 @@ from typing import Any
 import optuna
 import pytest
 import torch
+from search_fixtures import TINY_SPACE
 from torch import nn
 
 from latlab.cli import main
-from latlab.detection.data import make_dataset
 from latlab.errors import SearchError
 from latlab.profiling.counter import count_model
 from latlab.search.estimators import (
@@ -48,20 +48,8 @@ TINY_DET = {
                  [-1, 1, "Conv", [8, 3, 2]], [-1, 1, "Conv", [8, 3, 2]]],
     "head": [[[2, 3, 4], 1, "Detect", ["nc", "anchors"]]],
 }
-TINY_SPACE = {
-    "name": "tiny",
-    "stem": {"type": ["CBRM"], "width": [8]},
-    "stages": [{"name": "P3", "block": ["shufflenetv2", "pplcnet"], "depth": [1], "width": [16]},
-               {"name": "P4", "block": ["ghost"], "depth": [1], "width": [32]},
-               {"name": "P5", "block": ["mobilenetv2"], "depth": [1], "width": [32], "expansion": [2]}],
-    "sppf": [False],
-    "neck": {"width": [16], "depth": [1]},
-}
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    return make_dataset(imgsz=64, n_train=16, n_val=8, root=tmp_path_factory.mktemp("data"))
 
 
 def _ctx(data: Path, seed: int = 0) -> EstimatorContext:

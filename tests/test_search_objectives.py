@@ -11,7 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from latlab.cli import app
-from latlab.detection.data import make_dataset
 from latlab.errors import SearchError
 from latlab.report.build import build_page
 from latlab.report.loaders import discover
@@ -33,9 +32,6 @@ SPACE = {
 }
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_dataset(imgsz=64, n_train=16, n_val=8, root=tmp_path_factory.mktemp("data"))
 
 
 def _settings(tmp_path, data, **over) -> SearchSettings:

@@ -12,8 +12,8 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from search_fixtures import TINY_SPACE
 
-from latlab.detection.data import make_dataset
 from latlab.errors import ConfigError, SearchError
 from latlab.fingerprint import device_fingerprint, hardware_key
 from latlab.search.export import beaten_by, best_trial, pareto_mask, trials_frame
@@ -30,21 +30,6 @@ from latlab.search.study import (
     recover_dead_trials,
     run_search,
 )
-
-TINY_SPACE = {
-    "name": "tiny",
-    "stem": {"type": ["CBRM"], "width": [8]},
-    "stages": [{"name": "P3", "block": ["shufflenetv2", "pplcnet"], "depth": [1], "width": [16]},
-               {"name": "P4", "block": ["ghost"], "depth": [1], "width": [32]},
-               {"name": "P5", "block": ["mobilenetv2"], "depth": [1], "width": [32], "expansion": [2]}],
-    "sppf": [False],
-    "neck": {"width": [16], "depth": [1]},
-}
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_dataset(imgsz=64, n_train=16, n_val=8, root=tmp_path_factory.mktemp("data"))
 
 
 def _settings(tmp_path, data, **over) -> SearchSettings:

@@ -1,0 +1,11 @@
+"""Shared test data for the search tests: a tiny space whose every point builds in milliseconds."""
+
+TINY_SPACE = {
+    "name": "tiny",
+    "stem": {"type": ["CBRM"], "width": [8]},
+    "stages": [{"name": "P3", "block": ["shufflenetv2", "pplcnet"], "depth": [1], "width": [16]},
+               {"name": "P4", "block": ["ghost"], "depth": [1], "width": [32]},
+               {"name": "P5", "block": ["mobilenetv2"], "depth": [1], "width": [32], "expansion": [2]}],
+    "sppf": [False],
+    "neck": {"width": [16], "depth": [1]},
+}
