@@ -62,7 +62,7 @@ from latlab.search.space import STAGE_NAMES, SearchSpace, arch_hash, is_ordinal,
 from latlab.threads import torch_threads
 
 FORMAT_VERSION = 1
-CKPT_KEYS = ("format", "space_hash", "imgsz", "nc", "step", "sampling", "seed", "tensors", "optimizer",
+CKPT_KEYS = ("format", "space", "space_hash", "imgsz", "nc", "step", "sampling", "seed", "tensors", "optimizer",
              "elapsed_s", "batch", "lr")
 SAMPLINGS = ("uniform", "sandwich")
 _SEGMENTS = {(C3, "cv3.conv.weight"): 2, (SPPF, "cv2.conv.weight"): 4}
@@ -387,7 +387,8 @@ def sample_paths(space: SearchSpace, seed: int, step: int, sampling: str) -> lis
 def save_supernet(path: Path | str, net: Supernet, *, step: int, sampling: str, optimizer: dict[str, Any] | None,
                   elapsed_s: float = 0.0, batch: int = 16, lr: float = 0.003) -> Path:
     """Write the supernet checkpoint (atomically): shared tensors, optimizer state and metadata."""
-    return save_checkpoint(path, {"format": FORMAT_VERSION, "space_hash": net.space.space_hash, "imgsz": net.imgsz,
+    return save_checkpoint(path, {"format": FORMAT_VERSION, "space": copy.deepcopy(net.space.raw),
+                                  "space_hash": net.space.space_hash, "imgsz": net.imgsz,
                                   "nc": net.nc, "step": int(step), "sampling": sampling, "seed": net.seed,
                                   "tensors": net.state(), "optimizer": optimizer, "elapsed_s": float(elapsed_s),
                                   "batch": int(batch), "lr": float(lr)})
@@ -418,10 +419,15 @@ def read_supernet_file(path: Path | str) -> dict[str, Any]:
 
 def load_supernet(path: Path | str, space: SearchSpace | str | Path | Mapping[str, Any] | None = None, *,
                   imgsz: int | None = None) -> tuple[Supernet, dict[str, Any]]:
-    """Load a supernet for ``space`` (and ``imgsz`` when given): a file made for another space or image size
-    is a one-line ``SearchError``. Returns the supernet and the checkpoint dict."""
-    sp = space if isinstance(space, SearchSpace) else load_space(space)
+    """Load a supernet for ``space`` (``None``: the space stored in the file) and ``imgsz`` (when given): a
+    file made for another space or image size is a one-line ``SearchError``. Returns (supernet, checkpoint)."""
     ckpt = read_supernet_file(path)
+    if space is None:
+        if not isinstance(ckpt["space"], dict):
+            raise SearchError(f"{path}: supernet checkpoint holds no search space")
+        sp = _load_stored_space(ckpt["space"], path)
+    else:
+        sp = space if isinstance(space, SearchSpace) else load_space(space)
     if ckpt["space_hash"] != sp.space_hash:
         raise SearchError(f"{path}: supernet was trained for space {ckpt['space_hash']}, not {sp.source} "
                           f"({sp.space_hash})")
@@ -429,6 +435,23 @@ def load_supernet(path: Path | str, space: SearchSpace | str | Path | Mapping[st
         raise SearchError(f"{path}: supernet was trained at imgsz {ckpt['imgsz']}, not {imgsz}")
     net = Supernet(sp, imgsz=int(ckpt["imgsz"]), nc=int(ckpt["nc"]), seed=int(ckpt["seed"]), tensors=ckpt["tensors"])
     return net, ckpt
+
+
+def _load_stored_space(raw: dict[str, Any], path: Path | str) -> SearchSpace:
+    try:
+        sp = load_space(raw)
+    except ConfigError as exc:
+        raise SearchError(f"{path}: the search space stored in the supernet is invalid ({exc})") from None
+    sp.source = f"{path} (stored space)"
+    return sp
+
+
+def check_cfg_space(net: Supernet, cfg: Mapping[str, Any]) -> None:
+    """Refuse a candidate that says it was decoded from another space (``meta.source`` names its hash)."""
+    source = str((cfg.get("meta") or {}).get("source", ""))
+    if source.startswith("latlab search space") and f"({net.space.space_hash})" not in source:
+        raise SearchError(f"candidate comes from another search space ({source.split(', arch')[0]}); the supernet "
+                          f"was trained for {net.space.space_hash}")
 
 
 # -------------------------------------------------------------------------------------- training
@@ -528,7 +551,7 @@ def train_supernet(space: SearchSpace | str | Path | Mapping[str, Any] | None, o
                     preds = functional_call(plan.model, sliced, (imgs,), strict=False)
                     loss, _ = plan.loss(preds, targets)
                     loss.backward()
-                    total += float(loss)
+                    total += float(loss.detach())
                 if grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(params, max_norm=grad_clip)
                 opt.step()
