@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "latlab.commands.lut",
     "latlab.commands.report",
     "latlab.commands.quickstart",
+    "latlab.commands.supernet",
 )
 
 

@@ -107,8 +107,8 @@ def test_training_step_changes_only_sampled_path(space, data, tmp_path):
 
 def test_resume_continues_and_is_deterministic(space, data, tmp_path):
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
-    full = train_supernet(space, a, steps=3, imgsz=64, data=data, seed=1, sampling="sandwich", batch=4)
-    first = train_supernet(space, b, steps=2, imgsz=64, data=data, seed=1, sampling="sandwich", batch=4)
+    full = train_supernet(space, a, steps=3, imgsz=64, data=data, seed=1, sampling="uniform", batch=4)
+    first = train_supernet(space, b, steps=2, imgsz=64, data=data, seed=1, sampling="uniform", batch=4)
     rest = train_supernet(space, b, steps=1, imgsz=64, data=data, resume=True)
     assert (full.steps, first.steps, rest.steps, rest.new_steps) == (3, 2, 3, 1)
     na, ca = load_supernet(a, space)
@@ -157,3 +157,18 @@ def test_estimator_scores_a_point(space, data, tmp_path):
         est.estimate({**cfg, "head": cfg["head"][:2]})
     with pytest.raises(SearchError, match="imgsz"):
         make_estimator(f"supernet:{out}", EstimatorContext(imgsz=96)).scorer()
+
+
+def test_sandwich_paths(space):
+    big, small, p = sample_paths(space, 0, 7, "sandwich")
+    assert p == sample_paths(space, 0, 7, "uniform")[0] and p != sample_paths(space, 0, 8, "uniform")[0]
+    assert big["P4.width"] == 32 and small["P4.width"] == 16 and big["neck.depth"] == 2 and small["stem.width"] == 8
+    assert big["P3.block"] == small["P3.block"] == p["P3.block"]
+
+
+def test_cli_bad_file_exits_2(tmp_path):
+    from latlab.cli import main
+
+    bad = tmp_path / "x.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["supernet", "eval", str(bad), "--arch", "yolov5n"]) == 2
