@@ -42,7 +42,7 @@ def eval_(
     file: Path = typer.Argument(..., help="Supernet checkpoint."),
     arch: Path = typer.Option(..., "--arch", help="Model YAML of a point of the supernet's space."),
     data: str = typer.Option("builtin", "--data"),
-    val_images: int = typer.Option(64, "--val-images"),
+    val_images: int = typer.Option(48, "--val-images"),
 ) -> None:
     """Estimate one architecture's mAP50-95 with inherited weights (BN recalibrated)."""
     net, _ = load_supernet(file)

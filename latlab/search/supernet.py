@@ -588,8 +588,8 @@ class SupernetScorer:
     """Score candidates with inherited weights: recalibrate BN on ``bn_batches`` fixed training batches (no
     augmentation), then mAP50-95 on the first ``val_images`` validation images."""
 
-    def __init__(self, net: Supernet, ds: DetectionData, *, bn_batches: int = 4, batch: int = 16,
-                 val_images: int = 64, seed: int = 0):
+    def __init__(self, net: Supernet, ds: DetectionData, *, bn_batches: int = 2, batch: int = 16,
+                 val_images: int = 48, seed: int = 0):
         self.net, self.ds, self.val_images = net, ds, val_images
         train_set = LetterboxDataset(ds.train, net.imgsz)
         self.calib = [train_batch(train_set, i, batch=batch, seed=seed, augment=None)[0] for i in range(bn_batches)]

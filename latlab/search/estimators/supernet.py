@@ -27,8 +27,8 @@ from latlab.search.estimators.base import (
 from latlab.search.supernet import SupernetScorer, check_cfg_space, load_supernet
 from latlab.threads import torch_threads
 
-DEFAULT_VAL_IMAGES = 64
-BN_BATCHES = 4
+DEFAULT_VAL_IMAGES = 48
+BN_BATCHES = 2
 
 
 @register_estimator
