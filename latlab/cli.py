@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "latlab.commands.report",
     "latlab.commands.quickstart",
     "latlab.commands.fidelity",
+    "latlab.commands.supernet",
 )
 
 
