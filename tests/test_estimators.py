@@ -37,7 +37,8 @@ from latlab.search.estimators.proxies import (
     zico_score,
 )
 from latlab.search.estimators.twostage import TwoStageEstimator
-from latlab.search.export import trials_frame
+from latlab.report.build import build_report
+from latlab.search.export import export_study, trials_frame
 from latlab.search.storage import open_storage
 from latlab.search.study import SearchSettings, run_search
 
@@ -244,6 +245,9 @@ def test_pareto_search_with_synflow_returns_latency_and_score(tmp_path, tiny_dat
     assert t.values == [t.user_attrs["latency_ms"], t.user_attrs["accuracy_score"]]
     assert t.user_attrs["accuracy_estimator"] == "synflow"
     assert trials_frame(study)["pareto"].sum() == 1
+    export_study(study, tmp_path / "export" / "search" / "t")
+    html = build_report(tmp_path / "export").pages["search"].read_text()
+    assert "accuracy_score" in html and "no accuracy column" not in html  # the proxy's score is the accuracy axis
 
 
 def test_cli_unknown_estimator_exits_2_in_one_line_and_leaves_the_study_untouched(tmp_path, tiny_data, capsys):

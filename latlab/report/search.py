@@ -52,6 +52,8 @@ LATENCY_CANDIDATES = ("latency_ms", "estimate_ms", "latency_estimate_ms", "laten
 MIN_IMPORTANCE_TRIALS = 4
 YAML_SUFFIXES = (".yaml", ".yml")
 LAT_ACC = ("minimize", "maximize")
+# a proxy-scored study (``--accuracy synflow`` ...) has only ``accuracy_score``
+ACCURACY_CANDIDATES = ("map", "map50", "mAP", "mAP50", "accuracy_score")
 
 
 @dataclass
@@ -91,10 +93,10 @@ def columns_of(trials: pd.DataFrame, meta: dict[str, Any]) -> SearchColumns:
     high = next((c for c in (f"{stem}_ci_high_ms", "latency_ci_high_ms", "ci_high_ms") if c in cols), None)
     acc = meta.get("accuracy_column") if meta.get("accuracy_column") in cols else None
     if acc is None:
-        acc = next((c for c in ("map", "map50", "mAP", "mAP50") if c in cols and trials[c].notna().any()),
-                   None)
+        acc = next((c for c in ACCURACY_CANDIDATES if c in cols and trials[c].notna().any()), None)
     if acc is None:
-        raise KeyError(f"no accuracy column among {cols} (expected map50 or map, or meta['accuracy_column'])")
+        raise KeyError(f"no accuracy column among {cols} (expected one of {', '.join(ACCURACY_CANDIDATES)}, or "
+                       "meta['accuracy_column'])")
     extra = extra_objectives(meta)
     missing = [o.attr for o in extra if o.attr not in cols]
     if missing:
