@@ -58,10 +58,16 @@ def default_estimators() -> list[str]:
     return [s.name for s in list_estimators() if not s.arg_required and s.name not in BASELINES]
 
 
-def context_for(protocol: ReferenceProtocol, ref: ReferenceSet) -> EstimatorContext:
-    """The estimator context matching the reference protocol's data, image size and classes."""
+TRAIN_BUDGET_SHARE = 4  # the reference trains >= 4x longer than the estimators that train
+
+
+def context_for(protocol: ReferenceProtocol, ref: ReferenceSet, train_epochs: int | None = None
+                ) -> EstimatorContext:
+    """The estimator context matching the reference protocol's data, image size and classes; estimators that
+    train get ``train_epochs`` (default: the reference's epochs / 4, at least 1)."""
+    epochs = train_epochs or max(1, protocol.epochs // TRAIN_BUDGET_SHARE)
     return EstimatorContext(data=protocol.data, data_kwargs={"n_train": protocol.n_train, "n_val": protocol.n_val},
-                            imgsz=protocol.imgsz, nc=ref.nc, seed=0, batch=protocol.batch,
+                            imgsz=protocol.imgsz, nc=ref.nc, seed=0, epochs=epochs, batch=protocol.batch,
                             val_max_images=protocol.val_max_images, threads=protocol.threads)
 
 
@@ -111,6 +117,7 @@ class FidelityRun:
 
 def run_fidelity(estimators: Sequence[str] | None = None, *, reference_set: Path | str = DEFAULT_SET,
                  reference_results: Path | str = DEFAULT_RESULTS, ctx: EstimatorContext | None = None,
+                 train_epochs: int | None = None,
                  out_dir: Path | str | None = None, results_root: Path | str | None = None, save: bool = True,
                  baselines: bool = True, n_boot: int = N_BOOT, progress: Progress | None = None) -> FidelityRun:
     """Score the trained part of the reference set with ``estimators`` (default :func:`default_estimators`),
@@ -127,7 +134,7 @@ def run_fidelity(estimators: Sequence[str] | None = None, *, reference_set: Path
     archs = [by_hash[h] for h in reference["arch_hash"]]
     reference["name"] = [a.name for a in archs]
     protocol = read_protocol(reference_results) or ReferenceProtocol()
-    ctx = ctx or context_for(protocol, ref)
+    ctx = ctx or context_for(protocol, ref, train_epochs)
     names = list(estimators) if estimators is not None else default_estimators()
     est = collect_estimates(archs, names, ctx, baselines=baselines, progress=progress)
     est["map_mean"] = est["name"].map(reference.set_index("name")["map_mean"])
