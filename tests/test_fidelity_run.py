@@ -138,6 +138,9 @@ def test_publish_and_search_trust_block(fid_run, files, tmp_path, monkeypatch):
     (s_path / "meta.json").write_text(json.dumps(meta))
     html = build_page("search", [load_run(s_path)]).render()
     assert "Accuracy estimator: toy-fid. Kendall τ = 1.00 [" in html
+    meta["accuracy_estimator"] = {"estimator": "toy-fid", "arg": None}  # what export writes: the identity
+    (s_path / "meta.json").write_text(json.dumps(meta))
+    assert "Accuracy estimator: toy-fid. Kendall τ = 1.00 [" in build_page("search", [load_run(s_path)]).render()
     meta["accuracy_estimator"] = "synflow-not-measured"
     (s_path / "meta.json").write_text(json.dumps(meta))
     assert "not measured yet" in build_page("search", [load_run(s_path)]).render()

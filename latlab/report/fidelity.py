@@ -140,6 +140,8 @@ def estimator_of(meta: dict[str, Any], trials: pd.DataFrame | None = None) -> st
     if not name and trials is not None and "accuracy_estimator" in trials.columns:
         vals = trials["accuracy_estimator"].dropna()
         name = str(vals.iloc[0]) if len(vals) else None
+    if isinstance(name, dict):  # the study stores the estimator's identity: {"estimator": ..., "arg": ...}
+        name = name.get("estimator", "") + (f":{name['arg']}" if name.get("arg") else "")
     return str(name) if name else DEFAULT_ESTIMATOR
 
 
