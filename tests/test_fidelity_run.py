@@ -23,12 +23,13 @@ from latlab.search import reference as R
 from latlab.search.estimators import (
     AccuracyEstimator,
     Estimate,
+    EstimatorContext,
     EstimatorSpec,
     register_estimator,
     unregister_estimator,
 )
-from latlab.search.fidelity_run import BASELINES, publish, run_fidelity
-from latlab.search.space import DEFAULT_SPACE, load_space
+from latlab.search.fidelity_run import BASELINES, collect_estimates, publish, read_cache, run_fidelity
+from latlab.search.space import DEFAULT_SPACE, arch_hash, load_space
 from latlab.yamlio import read_yaml
 
 REF_MAP: dict[str, float] = {}
@@ -179,3 +180,34 @@ def test_cli_reference_is_resumable_and_keeps_protocol(files, tmp_path, monkeypa
     assert main([*args, "--epochs", "3"]) == 2
     assert "protocol" in capsys.readouterr().err
     assert main([*args, "--shard", "3/2"]) == 2
+
+
+def test_estimates_cache_resumes_and_survives_a_torn_line(files, tmp_path):
+    """Finished estimates go to the cache at once; a rerun reuses them (no new estimate), and a line torn
+    by a crash is skipped and the next append starts on a new line."""
+    calls: list[str] = []
+    archs = R.load_reference_set(files["set"]).archs
+    ctx = EstimatorContext(imgsz=64)
+
+    class Counting(ToyEstimator):
+        spec: ClassVar[EstimatorSpec] = EstimatorSpec("toy-count", "zero-cost", "test: counts its calls")
+
+        def estimate(self, cfg, model=None, *, out_dir=None, on_epoch_end=None):
+            calls.append(arch_hash(cfg))
+            return super().estimate(cfg)
+
+    register_estimator(Counting)
+    try:
+        cache = tmp_path / "cache.csv"
+        first = collect_estimates(archs[:2], ["toy-count"], ctx, baselines=False, cache=cache)
+        assert len(calls) == 2
+        with cache.open("a") as fh:
+            fh.write("deadbeef0000,torn-li")  # a crash in the middle of the next line
+        again = collect_estimates(archs, ["toy-count"], ctx, baselines=False, cache=cache)
+        assert len(calls) == 4  # only the two new architectures were estimated
+        assert list(again["score"][:2]) == list(first["score"])
+        assert len(read_cache(cache, ctx)) == 4
+        other = collect_estimates(archs[:1], ["toy-count"], EstimatorContext(imgsz=96), baselines=False, cache=cache)
+        assert len(calls) == 5 and len(other) == 1  # another context is estimated afresh
+    finally:
+        unregister_estimator("toy-count")

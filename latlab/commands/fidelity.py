@@ -117,13 +117,16 @@ def run(
     n_boot: int = typer.Option(N_BOOT, help="Bootstrap resamples of each CI."),
     train_epochs: int = typer.Option(None, min=1, help="Epochs of estimators that train (default: the "
                                      "reference's epochs / 4)."),
+    cache: Path = typer.Option(Path("results/fidelity/estimates-cache.csv"), help="Estimates already made with "
+                               "the same context are reused from (and new ones appended to) this CSV."),
     publish_to: Path = typer.Option(None, "--publish", help="Also copy the table (+ .json sidecar) here, e.g. "
                                     "latlab/configs/fidelity/fidelity_v1.csv (what the search page reads)."),
 ) -> None:
     """Score the reference set with each estimator; Kendall τ / Spearman ρ vs the reference, with CIs."""
     names = [s.strip() for s in estimators.split(",") if s.strip()] if estimators else None
     res = run_fidelity(names, reference_set=set_path, reference_results=reference_results, out_dir=out,
-                       n_boot=n_boot, train_epochs=train_epochs, progress=_say)
+                       n_boot=n_boot, train_epochs=train_epochs, progress=_say,
+                       cache=cache)
     t = Table(box=box.SIMPLE_HEAD, title=f"rank fidelity on {res.meta['n_archs']} reference architectures "
               f"(95 % bootstrap CIs)", title_justify="left")
     for c in ("estimator", "kind", "n", "Kendall τ [CI]", "Spearman ρ [CI]", "CPU s/cand.", "beats params"):

@@ -14,7 +14,9 @@ TABLE_COLUMNS`), ``estimates.csv`` (one row per estimator × architecture: ``est
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -84,13 +86,58 @@ def baseline_rows(archs: Sequence[ReferenceArch], imgsz: int) -> list[dict[str, 
     return rows
 
 
+ESTIMATE_COLUMNS = ["estimator", "kind", "name", "role", "score", "cost_s", "map"]
+CACHE_COLUMNS = ["context", "arch_hash", *ESTIMATE_COLUMNS]
+
+
+def context_key(ctx: EstimatorContext) -> str:
+    """12 hex digits over everything in ``ctx``: cached scores are reused only for the same context."""
+    blob = json.dumps(asdict(ctx) | {"data": str(ctx.data)}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def read_cache(path: Path | str | None, ctx: EstimatorContext) -> dict[tuple[str, str], dict[str, Any]]:
+    """Cached estimates of ``ctx`` by (estimator, arch_hash); unreadable (e.g. half-written) lines are skipped."""
+    if path is None or not Path(path).is_file() or Path(path).stat().st_size == 0:
+        return {}
+    df = pd.read_csv(path, on_bad_lines="skip", dtype={"context": str, "arch_hash": str})
+    df = df[df["context"] == context_key(ctx)].dropna(subset=["score"])
+    return {(r["estimator"], r["arch_hash"]): r for r in df.to_dict(orient="records")}
+
+
+def append_cache(path: Path | str, row: dict[str, Any]) -> None:
+    """Append one estimate (a new line even after a crash mid-line), flushed to disk before returning."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file() or path.stat().st_size == 0
+    with path.open("a+b") as fh:
+        if not new:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+        line = pd.DataFrame([row], columns=CACHE_COLUMNS).to_csv(index=False, header=new)
+        fh.write(line.encode())
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def collect_estimates(archs: Sequence[ReferenceArch], estimators: Sequence[str], ctx: EstimatorContext, *,
-                      baselines: bool = True, progress: Progress | None = None) -> pd.DataFrame:
-    """Long table of every estimator's score on every architecture (see the module docstring)."""
+                      baselines: bool = True, progress: Progress | None = None,
+                      cache: Path | str | None = None) -> pd.DataFrame:
+    """Long table of every estimator's score on every architecture (see the module docstring).
+
+    With ``cache`` (a CSV), every finished estimate is appended to it at once and estimates already there for
+    the same context are reused, so a killed run (hours of ``train``) continues where it stopped."""
     made = [(text, make_estimator(text, ctx)) for text in estimators if text not in BASELINES]
+    done = read_cache(cache, ctx)
+    key = context_key(ctx)
     rows: list[dict[str, Any]] = []
     for text, est in made:
         for i, a in enumerate(archs, start=1):
+            if (text, a.arch_hash) in done:
+                rows.append({c: done[(text, a.arch_hash)][c] for c in ESTIMATE_COLUMNS} | {"name": a.name,
+                                                                                          "role": a.role})
+                continue
             if progress:
                 progress(f"{text}: [{i}/{len(archs)}] {a.name}")
             with tempfile.TemporaryDirectory(prefix="latlab-fid-") as tmp:
@@ -98,9 +145,11 @@ def collect_estimates(archs: Sequence[ReferenceArch], estimators: Sequence[str],
             rows.append({"estimator": text, "kind": est.spec.kind, "name": a.name, "role": a.role,
                          "score": float(e.score), "cost_s": float(e.cost_s),
                          "map": float("nan") if e.map is None else float(e.map)})
+            if cache is not None:
+                append_cache(cache, {"context": key, "arch_hash": a.arch_hash, **rows[-1]})
     if baselines:
         rows += baseline_rows(archs, ctx.imgsz)
-    return pd.DataFrame(rows, columns=["estimator", "kind", "name", "role", "score", "cost_s", "map"])
+    return pd.DataFrame(rows, columns=ESTIMATE_COLUMNS)
 
 
 @dataclass
@@ -119,10 +168,11 @@ def run_fidelity(estimators: Sequence[str] | None = None, *, reference_set: Path
                  reference_results: Path | str = DEFAULT_RESULTS, ctx: EstimatorContext | None = None,
                  train_epochs: int | None = None,
                  out_dir: Path | str | None = None, results_root: Path | str | None = None, save: bool = True,
-                 baselines: bool = True, n_boot: int = N_BOOT, progress: Progress | None = None) -> FidelityRun:
+                 baselines: bool = True, n_boot: int = N_BOOT, progress: Progress | None = None,
+                 cache: Path | str | None = None) -> FidelityRun:
     """Score the trained part of the reference set with ``estimators`` (default :func:`default_estimators`),
     compute the fidelity table and (``save``) write the run folder ``out_dir`` or
-    ``<results_root>/fidelity/<time>/``."""
+    ``<results_root>/fidelity/<time>/``. ``cache``: see :func:`collect_estimates`."""
     ref = load_reference_set(reference_set)
     reference = reference_table(reference_results)
     known = {a.arch_hash for a in ref.archs}
@@ -136,7 +186,7 @@ def run_fidelity(estimators: Sequence[str] | None = None, *, reference_set: Path
     protocol = read_protocol(reference_results) or ReferenceProtocol()
     ctx = ctx or context_for(protocol, ref, train_epochs)
     names = list(estimators) if estimators is not None else default_estimators()
-    est = collect_estimates(archs, names, ctx, baselines=baselines, progress=progress)
+    est = collect_estimates(archs, names, ctx, baselines=baselines, progress=progress, cache=cache)
     est["map_mean"] = est["name"].map(reference.set_index("name")["map_mean"])
     table = fidelity_table(reference, est, n_boot=n_boot)
     sep = data_separation(reference)
