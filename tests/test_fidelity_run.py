@@ -150,8 +150,9 @@ def test_publish_and_search_trust_block(fid_run, files, tmp_path, monkeypatch):
 def test_cli_run_and_errors(files, tmp_path, capsys):
     out = tmp_path / "cli-run"
     rc = main(["fidelity", "run", "--estimators", "toy-fid", "--reference", str(files["results"]), "--set",
-               str(files["set"]), "--out", str(out), "--n-boot", "50", "--publish", str(tmp_path / "pub.csv")])
-    assert rc == 0
+               str(files["set"]), "--out", str(out), "--n-boot", "50", "--publish", str(tmp_path / "pub.csv"),
+               "--cache", str(tmp_path / "cache.csv")])
+    assert rc == 0 and len(pd.read_csv(tmp_path / "cache.csv")) == 4
     text = capsys.readouterr().out
     assert "toy-fid" in text and "noise_ceiling" in text
     assert (out / "fidelity.csv").is_file() and (tmp_path / "pub.csv").is_file()
