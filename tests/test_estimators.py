@@ -16,6 +16,7 @@ from torch import nn
 from latlab.cli import main
 from latlab.errors import SearchError
 from latlab.profiling.counter import count_model
+from latlab.report.build import build_report
 from latlab.search.estimators import (
     AccuracyEstimator,
     Estimate,
@@ -37,7 +38,6 @@ from latlab.search.estimators.proxies import (
     zico_score,
 )
 from latlab.search.estimators.twostage import TwoStageEstimator
-from latlab.report.build import build_report
 from latlab.search.export import export_study, trials_frame
 from latlab.search.storage import open_storage
 from latlab.search.study import SearchSettings, run_search
