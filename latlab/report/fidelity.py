@@ -154,7 +154,7 @@ def trust_text(meta: dict[str, Any], trials: pd.DataFrame | None = None, folder:
         return (f"Accuracy estimator: {name}. Its rank fidelity is not measured yet for this space "
                 f"(space {meta.get('space_name') or meta.get('space_hash') or 'unknown'}; `latlab fidelity run` "
                 "measures it), so the front's accuracy order is unverified."), False
-    table, _side, path = found
+    table, side, path = found
     fid = lookup(table, name) or lookup(table, name.partition(":")[0])
     if fid is None:
         return (f"Accuracy estimator: {name}. Its rank fidelity is not measured yet for this space "
@@ -163,8 +163,11 @@ def trust_text(meta: dict[str, Any], trials: pd.DataFrame | None = None, folder:
     extra = f"; noise ceiling {ceiling.tau_text()}" if ceiling else ""
     params = lookup(table, "params")
     vs = f"; #params baseline {params.tau_text()}" if params else ""
+    proto = side.get("protocol") or {}
+    how = (f", each trained {proto['epochs']} epochs at {proto['imgsz']} px on {proto['n_train']} images"
+           if {"epochs", "imgsz", "n_train"} <= set(proto) else "")
     return (f"Accuracy estimator: {name}. Kendall {fid.tau_text()} (95 % CI) against reference trainings of "
-            f"{fid.n} architectures of this space ({path.name}{extra}{vs}). τ = 1 would mean the estimator "
+            f"{fid.n} architectures of this space{how} ({path.name}{extra}{vs}). τ = 1 would mean the estimator "
             "orders candidates exactly as the long trainings do; read the front's accuracy differences with "
             "that in mind."), True
 
