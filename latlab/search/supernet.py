@@ -36,7 +36,7 @@ import copy
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,17 +222,20 @@ class Supernet:
             out.append(p)
         return out
 
-    def _layout(self) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
-        shapes: dict[str, tuple[int, ...]] = {}
-        max_out: dict[str, int] = {}
+    def _envelope_cfgs(self) -> Iterator[tuple[dict[str, Any], list[str]]]:
+        """Each distinct envelope architecture once: its config and the slot key of each row."""
         seen: set[str] = set()
         for p in self.envelope_points():
             cfg = self.cfg_of(p)
             h = arch_hash(cfg)
-            if h in seen:
-                continue
-            seen.add(h)
-            keys = row_slots(cfg)
+            if h not in seen:
+                seen.add(h)
+                yield cfg, row_slots(cfg)
+
+    def _layout(self) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
+        shapes: dict[str, tuple[int, ...]] = {}
+        max_out: dict[str, int] = {}
+        for cfg, keys in self._envelope_cfgs():
             with torch.device("meta"):
                 layers, info = _parse_layers(cfg, 3, "<supernet envelope>")
             for i, li in enumerate(info):
@@ -253,14 +256,7 @@ class Supernet:
         out: dict[str, torch.Tensor] = {}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            seen: set[str] = set()
-            for p in self.envelope_points():
-                cfg = self.cfg_of(p)
-                h = arch_hash(cfg)
-                if h in seen:
-                    continue
-                seen.add(h)
-                keys = row_slots(cfg)
+            for cfg, keys in self._envelope_cfgs():
                 layers, _ = _parse_layers(cfg, 3, "<supernet envelope>")
                 det = layers[-1]
                 det.stride = torch.tensor([8.0, 16.0, 32.0])  # the space guarantees P3/P4/P5 strides
