@@ -212,3 +212,18 @@ def test_estimates_cache_resumes_and_survives_a_torn_line(files, tmp_path):
         assert len(calls) == 5 and len(other) == 1  # another context is estimated afresh
     finally:
         unregister_estimator("toy-count")
+
+
+def test_trust_block_warns_when_the_estimator_does_not_beat_params(tmp_path):
+    cols = ["estimator", "kind", "n", "kendall_tau", "tau_ci_low", "tau_ci_high", "spearman_rho", "rho_ci_low",
+            "rho_ci_high", "cost_s_per_candidate", "beats_params"]
+    rows = [["weak", "zero-cost", 19, 0.35, 0.02, 0.64, 0.5, 0.1, 0.8, 0.2, False],
+            ["strong", "zero-cost", 19, 0.70, 0.50, 0.85, 0.8, 0.6, 0.9, 0.2, True],
+            ["params", "baseline", 19, 0.50, 0.21, 0.72, 0.68, 0.28, 0.88, 0.2, False]]
+    pd.DataFrame(rows, columns=cols).to_csv(tmp_path / "fidelity_v1.csv", index=False)
+    (tmp_path / "fidelity_v1.json").write_text(json.dumps({"space_hash": "abc", "protocol": {
+        "epochs": 8, "imgsz": 128, "n_train": 1000}}))
+    text, trusted = report_fidelity.trust_text({"space_hash": "abc", "accuracy_estimator": "weak"}, folder=tmp_path)
+    assert not trusted and "does not beat the #params baseline" in text and "8 epochs at 128 px" in text
+    text, trusted = report_fidelity.trust_text({"space_hash": "abc", "accuracy_estimator": "strong"}, folder=tmp_path)
+    assert trusted and "does not beat" not in text

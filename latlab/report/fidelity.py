@@ -147,7 +147,8 @@ def estimator_of(meta: dict[str, Any], trials: pd.DataFrame | None = None) -> st
 
 def trust_text(meta: dict[str, Any], trials: pd.DataFrame | None = None, folder: Path | None = None
                ) -> tuple[str, bool]:
-    """(text, measured): the estimator and its measured τ with CI for this space, or that it is not measured."""
+    """(text, trusted): the estimator and its measured τ with CI for this space, or that it is not measured;
+    ``trusted`` is False when unmeasured or when its τ does not beat the #params baseline's."""
     name = estimator_of(meta, trials)
     found = shipped_table(meta.get("space_hash"), folder)
     if found is None:
@@ -166,15 +167,18 @@ def trust_text(meta: dict[str, Any], trials: pd.DataFrame | None = None, folder:
     proto = side.get("protocol") or {}
     how = (f", each trained {proto['epochs']} epochs at {proto['imgsz']} px on {proto['n_train']} images"
            if {"epochs", "imgsz", "n_train"} <= set(proto) else "")
+    weak = params is not None and name != "params" and not fid.kendall_tau > params.kendall_tau
+    warn = (" It does not beat the #params baseline here: ranking candidates by parameter count would be as "
+            "trustworthy." if weak else "")
     return (f"Accuracy estimator: {name}. Kendall {fid.tau_text()} (95 % CI) against reference trainings of "
             f"{fid.n} architectures of this space{how} ({path.name}{extra}{vs}). τ = 1 would mean the estimator "
             "orders candidates exactly as the long trainings do; read the front's accuracy differences with "
-            "that in mind."), True
+            f"that in mind.{warn}"), not weak
 
 
 def add_trust_block(page: Page, meta: dict[str, Any], trials: pd.DataFrame | None = None,
                     folder: Path | None = None) -> None:
     """The "How far to trust this front" block of the search page."""
-    text, measured = trust_text(meta, trials, folder)
+    text, trusted = trust_text(meta, trials, folder)
     page.heading("How far to trust this front", level=3)
-    page.note(text, warn=not measured)
+    page.note(text, warn=not trusted)
