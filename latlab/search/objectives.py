@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import tempfile
@@ -27,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import nn
 
-from latlab.detection.data import load_dataset
+from latlab.detection.data import DetectionData, load_dataset
 from latlab.detection.train import train
 from latlab.errors import SearchError
 from latlab.inputs import example_input
@@ -183,6 +184,22 @@ class AccuracyResult:
 
 EpochHook = Callable[[int, dict[str, Any]], bool]
 
+_DATASETS: dict[tuple[str, str, int], DetectionData] = {}
+
+
+def search_dataset(data: str | Path, data_kwargs: dict[str, Any] | None = None, imgsz: int = 160
+                   ) -> DetectionData:
+    """``data`` loaded once per process and (data, kwargs, imgsz): the built-in set generated at ``imgsz``
+    unless ``data_kwargs`` says otherwise. Training, the proxies, the supernet and the reference trainings of
+    one process all read this one copy."""
+    kwargs = dict(data_kwargs or {})
+    key = (str(data), json.dumps(kwargs, sort_keys=True, default=str), imgsz)
+    if key not in _DATASETS:
+        if str(data) == "builtin":
+            kwargs.setdefault("imgsz", imgsz)
+        _DATASETS[key] = load_dataset(data, **kwargs)
+    return _DATASETS[key]
+
 
 class TrainedAccuracy:
     """Short training on the built-in dataset (or a user's data) with an epoch or minute budget.
@@ -205,16 +222,11 @@ class TrainedAccuracy:
         self.batch, self.seed, self.keep_weights = batch, seed, keep_weights
         self.data_kwargs = dict(data_kwargs or {})
         self.val_max_images = val_max_images
-        self._dataset: Any = None
 
     @property
-    def dataset(self) -> Any:
-        if self._dataset is None:
-            kwargs = dict(self.data_kwargs)
-            if str(self.data) == "builtin":
-                kwargs.setdefault("imgsz", self.imgsz)
-            self._dataset = load_dataset(self.data, **kwargs)
-        return self._dataset
+    def dataset(self) -> DetectionData:
+        """The training data (loaded on first use, shared within the process: :func:`search_dataset`)."""
+        return search_dataset(self.data, self.data_kwargs, self.imgsz)
 
     @property
     def nc(self) -> int:

@@ -28,7 +28,6 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,13 @@ import torch
 import yaml
 from torch import nn
 
-from latlab.detection.data import DetectionData, load_dataset
 from latlab.detection.train import train
 from latlab.errors import ConfigError
 from latlab.ops.builder import build_model, load_config
 from latlab.ops.zoo import SEED_DETECTORS
 from latlab.profiling.compare import measure_many
 from latlab.search.estimators.base import cpu_clock
+from latlab.search.objectives import search_dataset
 from latlab.search.space import SearchSpace, arch_hash, load_space
 from latlab.yamlio import read_yaml
 
@@ -234,14 +233,9 @@ class ReferenceProtocol:
 Trainer = Callable[[dict[str, Any], int, ReferenceProtocol], Mapping[str, Any]]
 
 
-@lru_cache(maxsize=2)
-def _dataset(data: str, imgsz: int, n_train: int, n_val: int) -> DetectionData:
-    return load_dataset(data, imgsz=imgsz, n_train=n_train, n_val=n_val)
-
-
 def train_one(cfg: dict[str, Any], seed: int, protocol: ReferenceProtocol) -> dict[str, Any]:
     """One reference training with ``protocol`` (checkpoints in a temporary folder, deleted afterwards)."""
-    ds = _dataset(protocol.data, protocol.imgsz, protocol.n_train, protocol.n_val)
+    ds = search_dataset(protocol.data, {"n_train": protocol.n_train, "n_val": protocol.n_val}, protocol.imgsz)
     with tempfile.TemporaryDirectory(prefix="latlab-ref-") as tmp:
         res = train(cfg, data=ds, epochs=protocol.epochs, imgsz=protocol.imgsz, batch=protocol.batch, seed=seed,
                     val_max_images=protocol.val_max_images, threads=protocol.threads, progress=False,

@@ -27,11 +27,11 @@ from typing import Any, ClassVar
 from torch import nn
 
 from latlab.errors import SearchError
+from latlab.search.objectives import EpochHook
 
 KINDS = ("training", "zero-cost", "weight-sharing", "baseline", "composite")
 SCORE_OBJECTIVES = ("map", "accuracy_score")
 
-EpochHook = Callable[[int, dict[str, Any]], bool]
 
 
 @dataclass(frozen=True)

@@ -7,28 +7,21 @@ and so that a score depends on ``ctx.seed`` only, never on the global RNG state 
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 import torch
 from torch import nn
 
-from latlab.detection.data import DetectionData, LetterboxDataset, collate, load_dataset
+from latlab.detection.data import DetectionData, LetterboxDataset, collate
 from latlab.ops.builder import build_model
 from latlab.search.estimators.base import EstimatorContext
-
-_DATASETS: dict[tuple[str, str, int], DetectionData] = {}
+from latlab.search.objectives import search_dataset
 
 
 def context_dataset(ctx: EstimatorContext) -> DetectionData:
-    """``ctx.data`` loaded (``builtin`` generated at ``ctx.imgsz``); cached per (data, kwargs, imgsz)."""
-    key = (str(ctx.data), json.dumps(ctx.data_kwargs, sort_keys=True, default=str), ctx.imgsz)
-    if key not in _DATASETS:
-        kwargs = dict(ctx.data_kwargs)
-        if str(ctx.data) == "builtin":
-            kwargs.setdefault("imgsz", ctx.imgsz)
-        _DATASETS[key] = load_dataset(ctx.data, **kwargs)
-    return _DATASETS[key]
+    """``ctx.data`` loaded (``builtin`` generated at ``ctx.imgsz``), one copy per process
+    (:func:`latlab.search.objectives.search_dataset`)."""
+    return search_dataset(ctx.data, ctx.data_kwargs, ctx.imgsz)
 
 
 def context_nc(ctx: EstimatorContext) -> int:

@@ -14,7 +14,6 @@ from typing import Any
 
 from torch import nn
 
-from latlab.detection.data import load_dataset
 from latlab.errors import SearchError
 from latlab.search.estimators.base import (
     AccuracyEstimator,
@@ -24,6 +23,7 @@ from latlab.search.estimators.base import (
     cpu_clock,
     register_estimator,
 )
+from latlab.search.estimators.data import context_dataset
 from latlab.search.supernet import SupernetScorer, check_cfg_space, load_supernet
 from latlab.threads import torch_threads
 
@@ -47,7 +47,7 @@ class SupernetEstimator(AccuracyEstimator):
             if not self.arg:
                 raise SearchError("--accuracy supernet: needs a file (supernet:FILE)")
             net, _ = load_supernet(Path(self.arg), None, imgsz=self.ctx.imgsz)
-            ds = load_dataset(self.ctx.data, imgsz=self.ctx.imgsz, **self.ctx.data_kwargs)
+            ds = context_dataset(self.ctx)
             if ds.nc != net.nc:
                 raise SearchError(f"{self.arg}: supernet has nc={net.nc} but the data has nc={ds.nc}")
             self._scorer = SupernetScorer(net, ds, bn_batches=BN_BATCHES, batch=self.ctx.batch,

@@ -21,7 +21,6 @@ from latlab.search.estimators.base import (
     cpu_clock,
     register_estimator,
 )
-from latlab.search.estimators.data import context_dataset
 from latlab.search.objectives import TrainedAccuracy
 from latlab.threads import torch_threads
 
@@ -42,20 +41,14 @@ class TrainEstimator(AccuracyEstimator):
     @property
     def nc(self) -> int:
         """Classes of the data the candidates train on."""
-        if self.trainer._dataset is None:
-            self.trainer._dataset = context_dataset(self.ctx)
         return self.trainer.nc
 
     def budget(self) -> dict[str, Any]:
         """The per-trial training budget (recorded in the study; must match when joining)."""
         return self.trainer.budget()
 
-    def identity(self) -> dict[str, Any]:
-        return {"estimator": self.spec.name, "arg": self.arg}
-
     def estimate(self, cfg: dict[str, Any], model: nn.Module | None = None, *, out_dir: Path | None = None,
                  on_epoch_end: EpochHook | None = None) -> Estimate:
-        self.nc  # noqa: B018 - share the context's dataset with the trainer
         with cpu_clock() as spent, torch_threads(self.ctx.threads):
             if out_dir is None:
                 with TemporaryDirectory(prefix="latlab-train-") as tmp:
