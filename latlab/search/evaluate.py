@@ -126,9 +126,8 @@ class TrialEvaluator:
                 return True
             return False
 
-        # a two-stage estimator always trains the seed detectors (they are what the search must beat)
-        estimate = getattr(self.accuracy, "estimate_baseline", None) if baseline else None
-        est = (estimate or self.accuracy.estimate)(cfg, out_dir=out_dir, on_epoch_end=hook if self.trains else None)
+        score = self.accuracy.estimate_baseline if baseline else self.accuracy.estimate
+        est = score(cfg, out_dir=out_dir, on_epoch_end=hook if self.trains else None)
         put("accuracy_estimator", self.s.accuracy)
         if math.isfinite(est.score):
             put("accuracy_score", float(est.score))

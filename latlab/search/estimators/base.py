@@ -109,6 +109,12 @@ class AccuracyEstimator(ABC):
                  on_epoch_end: EpochHook | None = None) -> Estimate:
         """Score ``cfg``; see the class docstring."""
 
+    def estimate_baseline(self, cfg: dict[str, Any], model: nn.Module | None = None, *,
+                          out_dir: Path | None = None, on_epoch_end: EpochHook | None = None) -> Estimate:
+        """Score a reference model the search must beat (a seed detector, not a point of the space); like
+        any candidate unless an estimator treats them apart (``twostage`` always trains them)."""
+        return self.estimate(cfg, model, out_dir=out_dir, on_epoch_end=on_epoch_end)
+
     def identity(self) -> dict[str, Any]:
         """What must match for two studies to share results (stored in the study, checked when joining)."""
         return {"estimator": self.spec.name, "arg": self.arg}
