@@ -185,7 +185,7 @@ def test_cli_reference_is_resumable_and_keeps_protocol(files, tmp_path, monkeypa
 
 def test_estimates_cache_resumes_and_survives_a_torn_line(files, tmp_path):
     """Finished estimates go to the cache at once; a rerun reuses them (no new estimate), and a line torn
-    by a crash is skipped and the next append starts on a new line."""
+    by a crash is cut before the next append, the lines before it kept."""
     calls: list[str] = []
     archs = R.load_reference_set(files["set"]).archs
     ctx = EstimatorContext(imgsz=64)

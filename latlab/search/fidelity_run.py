@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from latlab.appendfile import append_line, repair_tail
 from latlab.errors import ConfigError
 from latlab.ops.builder import build_model
 from latlab.profiling.counter import count_model
@@ -106,19 +106,10 @@ def read_cache(path: Path | str | None, ctx: EstimatorContext) -> dict[tuple[str
 
 
 def append_cache(path: Path | str, row: dict[str, Any]) -> None:
-    """Append one estimate (a new line even after a crash mid-line), flushed to disk before returning."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.is_file() or path.stat().st_size == 0
-    with path.open("a+b") as fh:
-        if not new:
-            fh.seek(-1, os.SEEK_END)
-            if fh.read(1) != b"\n":
-                fh.write(b"\n")
-        line = pd.DataFrame([row], columns=CACHE_COLUMNS).to_csv(index=False, header=new)
-        fh.write(line.encode())
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Append one estimate (a line torn by a crash is cut first), fsynced before returning."""
+    repair_tail(path)
+    append_line(path, pd.DataFrame([row], columns=CACHE_COLUMNS).to_csv(index=False, header=False),
+                ",".join(CACHE_COLUMNS))
 
 
 def collect_estimates(archs: Sequence[ReferenceArch], estimators: Sequence[str], ctx: EstimatorContext, *,

@@ -37,6 +37,7 @@ import torch
 import yaml
 from torch import nn
 
+from latlab.appendfile import append_line, repair_tail
 from latlab.detection.train import train
 from latlab.errors import ConfigError
 from latlab.ops.builder import build_model, load_config
@@ -274,22 +275,6 @@ def read_protocol(out_csv: Path | str) -> ReferenceProtocol | None:
     return ReferenceProtocol.from_dict(json.loads(side.read_text())["protocol"])
 
 
-def repair_results(out_csv: Path | str) -> bool:
-    """Drop a truncated last line (a run killed mid-write) from ``out_csv``; True when something was cut."""
-    p = Path(out_csv)
-    if not p.is_file():
-        return False
-    data = p.read_bytes()
-    if not data or data.endswith(b"\n"):
-        return False
-    keep = data.rfind(b"\n") + 1
-    with open(p, "r+b") as f:
-        f.truncate(keep)
-        f.flush()
-        os.fsync(f.fileno())
-    return True
-
-
 def finished_pairs(out_csv: Path | str) -> set[tuple[str, int]]:
     """(arch_hash, seed) of every training recorded in ``out_csv``."""
     p = Path(out_csv)
@@ -319,18 +304,10 @@ def ensure_header(out_csv: Path | str) -> None:
 
 
 def _append_row(out_csv: Path, row: Mapping[str, Any]) -> None:
-    """Append one CSV line (header first on an empty file) with a single write, then flush and fsync."""
-    fd = os.open(out_csv, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        text = ""
-        if os.fstat(fd).st_size == 0:
-            text = ",".join(RESULT_COLUMNS) + "\n"
-        vals = [row[c] for c in RESULT_COLUMNS]
-        text += ",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in vals) + "\n"
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Append one result line (header first on an empty file), fsynced."""
+    vals = [row[c] for c in RESULT_COLUMNS]
+    append_line(out_csv, ",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in vals),
+                ",".join(RESULT_COLUMNS))
 
 
 @dataclass
@@ -374,7 +351,7 @@ def train_reference(set_path: Path | str = DEFAULT_SET, protocol: ReferenceProto
     ref = load_reference_set(set_path)
     out = Path(out_csv)
     check_protocol(out, protocol, {"reference_set": Path(set_path).name, "space_hash": ref.header.get("space_hash")})
-    repaired = repair_results(out)
+    repaired = repair_tail(out)
     ensure_header(out)
     done = finished_pairs(out)
     pairs = [(a, s) for a in ref.archs for s in protocol.seeds]
