@@ -28,11 +28,11 @@ import pandas as pd
 from latlab.appendfile import append_line, repair_tail
 from latlab.errors import ConfigError
 from latlab.ops.builder import build_model
-from latlab.profiling.counter import count_model
 from latlab.runs import RunWriter, new_run_dir
 from latlab.search.estimators import EstimatorContext, list_estimators, make_estimator
 from latlab.search.estimators.base import cpu_clock
 from latlab.search.fidelity import N_BOOT, fidelity_table, noise_ceiling, seed_columns
+from latlab.search.objectives import count_candidate
 from latlab.search.reference import (
     DEFAULT_RESULTS,
     DEFAULT_SET,
@@ -78,8 +78,7 @@ def baseline_rows(archs: Sequence[ReferenceArch], imgsz: int) -> list[dict[str, 
     rows = []
     for a in archs:
         with cpu_clock() as cpu:
-            model = build_model(dict(a.cfg), imgsz=imgsz)
-            totals = count_model(model, imgsz=imgsz).totals
+            totals = count_candidate(build_model(dict(a.cfg), imgsz=imgsz), imgsz)
             cost = cpu()
         rows += [{"estimator": b, "kind": "baseline", "name": a.name, "role": a.role, "score": float(totals[b]),
                   "cost_s": cost, "map": float("nan")} for b in BASELINES]
