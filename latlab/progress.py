@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, runtime_checkable
 
@@ -34,7 +34,16 @@ from rich.progress import (
 from latlab.errors import ConfigError
 
 DEFAULT_SHOW = ("description", "bar", "count")
-COLUMNS = ("label", "description", "bar", "count", "percent", "elapsed", "remaining")
+_COLUMN_FACTORIES: dict[str, Callable[[], ProgressColumn]] = {
+    "label": lambda: TextColumn("{task.fields[label]}"),
+    "description": lambda: TextColumn("{task.description}"),
+    "bar": BarColumn,
+    "count": MofNCompleteColumn,
+    "percent": lambda: TextColumn("{task.percentage:>3.0f}%"),
+    "elapsed": TimeElapsedColumn,
+    "remaining": TimeRemainingColumn,
+}
+COLUMNS = tuple(_COLUMN_FACTORIES)
 
 
 @runtime_checkable
@@ -79,21 +88,9 @@ class NullProgress:
 
 
 def _column(name: str) -> ProgressColumn:
-    if name == "label":
-        return TextColumn("{task.fields[label]}")
-    if name == "description":
-        return TextColumn("{task.description}")
-    if name == "bar":
-        return BarColumn()
-    if name == "count":
-        return MofNCompleteColumn()
-    if name == "percent":
-        return TextColumn("{task.percentage:>3.0f}%")
-    if name == "elapsed":
-        return TimeElapsedColumn()
-    if name == "remaining":
-        return TimeRemainingColumn()
-    raise ConfigError(f"unknown progress column {name!r}; known: {', '.join(COLUMNS)}")
+    if name not in _COLUMN_FACTORIES:
+        raise ConfigError(f"unknown progress column {name!r}; known: {', '.join(COLUMNS)}")
+    return _COLUMN_FACTORIES[name]()
 
 
 class _RichTask:
