@@ -52,8 +52,7 @@ LATENCY_CANDIDATES = ("latency_ms", "estimate_ms", "latency_estimate_ms", "laten
 MIN_IMPORTANCE_TRIALS = 4
 YAML_SUFFIXES = (".yaml", ".yml")
 LAT_ACC = ("minimize", "maximize")
-# a proxy-scored study (``--accuracy synflow`` ...) has only ``accuracy_score``
-ACCURACY_CANDIDATES = ("map", "map50", "mAP", "mAP50", "accuracy_score")
+ACCURACY_CANDIDATES = ("map", "map50", "mAP", "mAP50")  # a latlab export names its own in meta
 
 
 @dataclass

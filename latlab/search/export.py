@@ -208,6 +208,8 @@ def export_study(study: optuna.Study, out_dir: Path | str | None = None, *, stor
     writer.save_table(front, "pareto")
     counts = df["state"].value_counts().to_dict()
     best = best_trial(df, attrs.get("latlab.mode", "constrained"))
+    acc = accuracy_column(df)  # a proxy-scored study names its accuracy column for the report
+    named = {"accuracy_column": acc} if acc != "map" else {}
     writer.write_meta(study=name, storage=storage, mode=attrs.get("latlab.mode"),
                       study_fingerprint=attrs.get("latlab.fingerprint"),
                       study_hardware_key=attrs.get("latlab.hardware_key"),
@@ -223,5 +225,5 @@ def export_study(study: optuna.Study, out_dir: Path | str | None = None, *, stor
                       objectives=[o.name for o in objectives],
                       objective_info={o.name: {"column": o.attr, "unit": o.unit, "direction": o.direction,
                                                "label": o.label} for o in objectives},
-                      baselines=attrs.get("latlab.baselines"), tables=["trials.csv", "pareto.csv"])
+                      baselines=attrs.get("latlab.baselines"), tables=["trials.csv", "pareto.csv"], **named)
     return out
