@@ -162,6 +162,22 @@ def _gen(seed: int, *parts: int) -> torch.Generator:
     return torch.Generator().manual_seed(s)
 
 
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of the ``n`` training images in ``epoch`` (a function of ``(seed, epoch)`` only)."""
+    return torch.randperm(n, generator=_gen(seed, epoch))
+
+
+def draw_batch(train_set: LetterboxDataset, order: torch.Tensor, epoch: int, bi: int, batch: int, seed: int,
+               aug: AugmentConfig | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch ``bi`` of ``epoch`` in ``order``: letterboxed, collated, scaled to [0, 1] and augmented from
+    ``(seed, epoch, bi + 1)``, so a resumed run (or the supernet's trainer) draws exactly the same batches."""
+    imgs, targets = collate([train_set[i] for i in order[bi * batch:(bi + 1) * batch].tolist()])
+    imgs = imgs.float() / 255
+    if aug is not None:
+        imgs, targets = augment_batch(imgs, targets, aug, _gen(seed, epoch, bi + 1))
+    return imgs, targets
+
+
 def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | DetectionData = "builtin",
           epochs: int | None = None, minutes: float | None = None, imgsz: int = 160, batch: int = 16,
           resume: bool = False, out_dir: Path | str | None = None, name: str | None = None, seed: int = 0,
@@ -275,17 +291,13 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
                            transient=False) as bar:
             while not done and (epochs is None or epoch < epochs):
                 model.train()
-                perm = torch.randperm(n, generator=_gen(seed, epoch))
+                perm = epoch_order(n, seed, epoch)
                 sums = torch.zeros(3)
                 n_iter = 0
                 partial = False
                 t_epoch = time.perf_counter()
                 for bi in range(nb):
-                    idx = perm[bi * batch:(bi + 1) * batch].tolist()
-                    imgs, targets = collate([train_set[i] for i in idx])
-                    imgs = imgs.float() / 255
-                    if aug is not None:
-                        imgs, targets = augment_batch(imgs, targets, aug, _gen(seed, epoch, bi + 1))
+                    imgs, targets = draw_batch(train_set, perm, epoch, bi, batch, seed, aug)
                     p = progress_at(ni)
                     factor = lr_factor(p, s["lrf"], s["lr_schedule"])
                     warm = min(1.0, max(ni / nw, p / 0.2)) if nw else 1.0

@@ -46,12 +46,12 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from latlab.detection.augment import AugmentConfig, augment_batch
+from latlab.detection.augment import AugmentConfig
 from latlab.detection.checkpoint import save_checkpoint
-from latlab.detection.data import DetectionData, LetterboxDataset, collate, load_dataset
+from latlab.detection.data import DetectionData, LetterboxDataset, load_dataset
 from latlab.detection.evaluate import evaluate
 from latlab.detection.loss import LossHyp, YoloLoss
-from latlab.detection.train import _gen
+from latlab.detection.train import draw_batch, epoch_order
 from latlab.errors import ConfigError, SearchError
 from latlab.ops.blocks.yolo import C3, SPPF, Concat
 from latlab.ops.builder import _parse_layers, _yolo_init
@@ -492,14 +492,8 @@ def train_batch(train_set: LetterboxDataset, step: int, *, batch: int, seed: int
     """Training batch ``step`` exactly as ``latlab.detection.train`` draws it: epoch permutation from
     ``(seed, epoch)``, letterbox, collate, augmentation from ``(seed, epoch, batch + 1)``."""
     n = len(train_set)
-    nb = math.ceil(n / batch)
-    epoch, bi = divmod(step, nb)
-    perm = torch.randperm(n, generator=_gen(seed, epoch))
-    imgs, targets = collate([train_set[i] for i in perm[bi * batch:(bi + 1) * batch].tolist()])
-    imgs = imgs.float() / 255
-    if augment is not None:
-        imgs, targets = augment_batch(imgs, targets, augment, _gen(seed, epoch, bi + 1))
-    return imgs, targets
+    epoch, bi = divmod(step, math.ceil(n / batch))
+    return draw_batch(train_set, epoch_order(n, seed, epoch), epoch, bi, batch, seed, augment)
 
 
 def train_supernet(space: SearchSpace | str | Path | Mapping[str, Any] | None, out: Path | str, *,
