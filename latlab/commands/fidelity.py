@@ -20,7 +20,7 @@ from rich.table import Table
 
 from latlab.errors import ConfigError
 from latlab.search.fidelity import N_BOOT, ci_text
-from latlab.search.fidelity_run import publish, run_fidelity
+from latlab.search.fidelity_run import DEFAULT_CACHE, publish, run_fidelity
 from latlab.search.reference import (
     DEFAULT_RESULTS,
     DEFAULT_SET,
@@ -117,7 +117,7 @@ def run(
     n_boot: int = typer.Option(N_BOOT, help="Bootstrap resamples of each CI."),
     train_epochs: int = typer.Option(None, min=1, help="Epochs of estimators that train (default: the "
                                      "reference's epochs / 4)."),
-    cache: Path = typer.Option(Path("results/fidelity/estimates-cache.csv"), help="Estimates already made with "
+    cache: Path = typer.Option(DEFAULT_CACHE, help="Estimates already made with "
                                "the same context are reused from (and new ones appended to) this CSV."),
     publish_to: Path = typer.Option(None, "--publish", help="Also copy the table (+ .json sidecar) here, e.g. "
                                     "latlab/configs/fidelity/fidelity_v1.csv (what the search page reads)."),

@@ -28,7 +28,7 @@ import pandas as pd
 from latlab.appendfile import append_line, repair_tail
 from latlab.errors import ConfigError
 from latlab.ops.builder import build_model
-from latlab.runs import RunWriter, new_run_dir
+from latlab.runs import RESULTS_ROOT, RunWriter, new_run_dir
 from latlab.search.estimators import EstimatorContext, list_estimators, make_estimator
 from latlab.search.estimators.base import cpu_clock
 from latlab.search.fidelity import N_BOOT, fidelity_table, noise_ceiling, seed_columns
@@ -52,6 +52,7 @@ DEFAULT_PUBLISHED = FIDELITY_DIR / "fidelity_v1.csv"
 PUBLISHED_META_KEYS = ("reference_set", "space", "space_hash", "protocol", "n_archs", "n_boot", "separation",
                        "noise_ceiling", "time", "fingerprint", "estimators")
 JOB = "fidelity"
+DEFAULT_CACHE = RESULTS_ROOT / JOB / "estimates-cache.csv"  # reused across fidelity runs
 Progress = Callable[[str], None]
 
 
