@@ -21,6 +21,7 @@ import inspect
 import math
 import re
 import warnings
+from collections.abc import Sequence
 from copy import deepcopy
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,13 @@ def build_model(
     width_multiple: float | None = None,
     ch: int | None = None,
     imgsz: int | None = None,
+    strides: Sequence[float] | None = None,
 ) -> LatlabModel:
     """Build a model from a zoo name, a YAML path or a dict; keyword overrides replace the YAML's values.
 
     ``imgsz`` is recorded as the model's default input size (detectors must get a multiple of the stride).
+    ``strides``: a detector's Detect strides when the caller knows them (a search space's points always
+    reach 8/16/32); the layer-by-layer dry run that finds them, and catches shape errors, is then skipped.
     """
     d, source = load_config(cfg)
     unknown = set(d) - KNOWN_KEYS
@@ -82,7 +86,10 @@ def build_model(
     in_ch = int(d.get("ch", 3))
     layers, info = _parse_layers(d, in_ch, source)
     model = LatlabModel(layers, info, d, in_ch)
-    _dry_run_and_strides(model, source)
+    if strides is not None and model.is_detector:
+        _set_detect_strides(model, torch.tensor([float(s) for s in strides]))
+    else:
+        _dry_run_and_strides(model, source)
     if model.is_detector:
         _yolo_init(model)
     return model
@@ -303,13 +310,18 @@ def _dry_run_and_strides(model: LatlabModel, source: str) -> None:
             saved[i] = x
     model.train(was_training)
     if model.is_detector:
-        det = model.detect
-        det.stride = torch.tensor([s / t.shape[-2] for t in x])
-        _check_anchor_order(det)
-        det.anchors /= det.stride.view(-1, 1, 1)
-        model.stride = det.stride.clone()
+        _set_detect_strides(model, torch.tensor([s / t.shape[-2] for t in x]))
     else:
         model.stride = torch.tensor([float(s // x.shape[-1]) if x.dim() == 4 else 32.0])
+
+
+def _set_detect_strides(model: LatlabModel, stride: torch.Tensor) -> None:
+    """Give Detect its strides: anchors in the right order, scaled to grid units; the model's stride."""
+    det = model.detect
+    det.stride = stride
+    _check_anchor_order(det)
+    det.anchors /= det.stride.view(-1, 1, 1)
+    model.stride = det.stride.clone()
 
 
 def _first_line(exc: Exception) -> str:

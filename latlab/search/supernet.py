@@ -54,7 +54,7 @@ from latlab.detection.loss import LossHyp, YoloLoss
 from latlab.detection.train import draw_batch, epoch_order
 from latlab.errors import ConfigError, SearchError
 from latlab.ops.blocks.yolo import C3, SPPF, Concat
-from latlab.ops.builder import _parse_layers, _yolo_init
+from latlab.ops.builder import _parse_layers, build_model
 from latlab.ops.model import LatlabModel
 from latlab.ops.registry import list_families
 from latlab.progress import ProgressReporter, as_progress
@@ -111,14 +111,7 @@ def row_slots(cfg: Mapping[str, Any]) -> list[str]:
 def _build_candidate(cfg: dict[str, Any]) -> LatlabModel:
     """``build_model(cfg)`` without its dry run at 256 px (a second per model at search widths): a space's
     points always have Detect strides 8/16/32, which is all the dry run would find out."""
-    layers, info = _parse_layers(cfg, 3, "<supernet candidate>")
-    model = LatlabModel(layers, info, cfg, 3)
-    det = model.detect
-    det.stride = torch.tensor([8.0, 16.0, 32.0])
-    det.anchors /= det.stride.view(-1, 1, 1)
-    model.stride = det.stride.clone()
-    _yolo_init(model)
-    return model
+    return build_model(cfg, strides=(8, 16, 32))
 
 
 def _param_slot(keys: list[str], name: str) -> tuple[int, str, str]:
