@@ -12,6 +12,7 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 PAGES = {"01_guidelines.ipynb": ("report-01-guidelines.html",), "02_profile.ipynb": ("report-02-profile.html",),
+         "04_fidelity.ipynb": ("report-04-fidelity.html",),
          "03_search.ipynb": ("report-03-search.html",)}
 
 pytestmark = pytest.mark.slow

@@ -26,3 +26,6 @@ def test_quickstart_writes_profile_search_and_report(tmp_path):
     # three seed baselines + one search trial, each reported as it finished
     assert search["baseline"].fillna("").astype(bool).sum() == 3
     assert len(search) == 4 and len(trials) == 4
+    # one budget, one measurement: the seed that defines the budget is judged by that same number
+    seed = search[search["baseline"] == "yolov5s-shufflenetv2"].iloc[0]
+    assert bool(seed["feasible"]) and seed["latency_ms"] == r.budget_ms

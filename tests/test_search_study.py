@@ -323,3 +323,28 @@ def test_new_studies_sample_positions_and_older_studies_keep_sampling_categorica
     assert "latlab.param_encoding" not in old.user_attrs
     assert all(t.distributions["P3.width"] == optuna.distributions.CategoricalDistribution([16, 24])
                for t in old.trials)
+
+
+def test_budget_from_a_baseline_is_one_measurement(tmp_path, tiny_data):
+    """The model that defines the budget is judged by the very measurement the budget came from: its trial's
+    latency equals the stored budget exactly (a second measurement would differ in the last digits), so it is
+    feasible by construction; a joining run reads the budget from the study instead of measuring again."""
+    s = _settings(tmp_path, tiny_data, latency_budget_ms=None, budget_from="yolov5n", baselines=("yolov5n",),
+                  accuracy="params", n_trials=1)
+    run_search(s)
+    study, _ = load_search_study("t", root=tmp_path / "results")
+    budget = study.user_attrs["latlab.latency_budget_ms"]
+    base = next(t for t in study.trials if t.user_attrs.get("baseline") == "yolov5n")
+    assert base.user_attrs["latency_ms"] == budget and base.user_attrs["feasible"] is True
+    assert study.user_attrs["latlab.budget_measurement"]["yolov5n"]["latency_ms"] == budget
+    run_search(_settings(tmp_path, tiny_data, latency_budget_ms=None, budget_from="yolov5n", baselines=("yolov5n",),
+                         accuracy="params", n_trials=2))
+    study, _ = load_search_study("t", root=tmp_path / "results")
+    assert study.user_attrs["latlab.latency_budget_ms"] == budget and len(study.trials) == 3
+
+
+def test_budget_from_must_name_a_baseline():
+    with pytest.raises(SearchError, match="must be one of the baselines"):
+        SearchSettings(budget_from="yolov5s", baselines=("yolov5n",)).check()
+    with pytest.raises(SearchError, match="not both"):
+        SearchSettings(budget_from="yolov5n", baselines=("yolov5n",), latency_budget_ms=3.0).check()

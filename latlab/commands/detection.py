@@ -11,6 +11,7 @@ from rich.table import Table
 
 from latlab.detection.data import load_dataset, make_dataset
 from latlab.detection.evaluate import evaluate_checkpoint
+from latlab.detection.synthetic import DEFAULT_PRESET, PRESETS
 from latlab.detection.train import train as train_fn
 
 console = Console()
@@ -25,9 +26,11 @@ def data_make(
     seed: int = typer.Option(0, help="Generation seed."),
     root: Path = typer.Option(None, help="Cache root (default results/data)."),
     force: bool = typer.Option(False, help="Regenerate even if cached."),
+    preset: str = typer.Option(DEFAULT_PRESET, help=f"Generator preset: {', '.join(PRESETS)}."),
 ) -> None:
     """Generate (or reuse) the built-in synthetic detection dataset and print its summary."""
-    folder = make_dataset(imgsz=imgsz, n_train=n_train, n_val=n_val, seed=seed, root=root, force=force)
+    folder = make_dataset(imgsz=imgsz, n_train=n_train, n_val=n_val, seed=seed, root=root, force=force,
+                          preset=preset)
     summary = load_dataset(folder).summary()
     console.print(f"[bold]{folder}[/]")
     console.print(json.dumps(summary, indent=2), highlight=False)

@@ -35,7 +35,7 @@ def quickstart(
     steps = ", ".join(f"{k} {v:.0f} s" for k, v in result.step_seconds.items())
     console.print(f"done in {sum(result.step_seconds.values()):.0f} s ({steps})")
     if result.budget_ms is not None:
-        console.print(f"latency budget = seed ShuffleNetV2 detector's latency (upper CI bound): "
+        console.print(f"latency budget = seed ShuffleNetV2 detector's latency as the search measured it: "
                       f"{result.budget_ms:.2f} ms")
     console.print(f"[bold green]report:[/] {result.report}")
 

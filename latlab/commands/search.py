@@ -38,6 +38,10 @@ def _fmt(v: object, spec: str = ".4f") -> str:
 def run(
     mode: str = typer.Option("constrained", help="constrained (max mAP under a latency budget) or pareto."),
     latency_budget: str = typer.Option(None, "--latency-budget", help="Latency budget with a unit, e.g. 12ms."),
+    budget_from: str = typer.Option(
+        None, "--budget-from",
+        help="Budget = this baseline's latency, measured once by the search (the baseline is judged by that "
+             "same measurement)."),
     trials: int = typer.Option(None, "--trials", help="Search trials to finish (baselines not counted)."),
     hours: float = typer.Option(None, "--hours", help="Stop starting trials after this many hours."),
     space: Path = typer.Option(None, "--space", help="Search space YAML (default: the shipped space)."),
@@ -75,7 +79,7 @@ def run(
         backend=backend, latency=latency, sampler=sampler, seed=seed, resume=resume, threads=threads, data=data,
         pruner=pruner,
         baselines=tuple(b for b in (x.strip() for x in baselines.split(",")) if b), batch=batch,
-        accuracy=accuracy)
+        accuracy=accuracy, budget_from=budget_from)
     extra = [o for o in objective if o not in (*DEFAULT_OBJECTIVES, "accuracy_score")]
     if extra:
         base = settings.default_objectives()  # ("latency_ms", the estimator's objective)

@@ -105,23 +105,26 @@ def read_image(path: Path | str) -> np.ndarray:
 
 
 def builtin_dir(imgsz: int = 160, n_train: int = 2000, n_val: int = 400, seed: int = 0,
-                root: Path | str | None = None) -> Path:
+                root: Path | str | None = None, preset: str = synthetic.DEFAULT_PRESET) -> Path:
     """Cache folder of one built-in dataset variant."""
     base = Path(root) if root is not None else DATA_ROOT
-    return base / f"shapes10-{imgsz}px-n{n_train}-{n_val}-s{seed}-v{synthetic.GENERATOR_VERSION}"
+    version = synthetic.get_preset(preset).version
+    return base / f"{preset}-{imgsz}px-n{n_train}-{n_val}-s{seed}-v{version}"
 
 
 def make_dataset(*, imgsz: int = 160, n_train: int = 2000, n_val: int = 400, seed: int = 0,
-                 root: Path | str | None = None, force: bool = False,
+                 root: Path | str | None = None, force: bool = False, preset: str = synthetic.DEFAULT_PRESET,
                  progress: Callable[[int, int], None] | None = None) -> Path:
     """Generate (or reuse) the built-in shapes dataset under ``results/data/`` and return its folder.
 
+    ``preset`` names a :class:`~latlab.detection.synthetic.ShapesPreset` (``shapes10``: the hard default).
     The folder holds ``{train,val}_images.npy`` (uint8 [N, imgsz, imgsz, 3]), ``{train,val}_labels.npy``
     (float32 [K, 6]: image index, cls, cx, cy, w, h) and ``meta.json``.
     """
     if imgsz < 32 or n_train < 1 or n_val < 1:
         raise DataError(f"built-in data needs imgsz >= 32 and n_train, n_val >= 1 (got {imgsz}, {n_train}, {n_val})")
-    out = builtin_dir(imgsz, n_train, n_val, seed, root)
+    spec = synthetic.get_preset(preset)
+    out = builtin_dir(imgsz, n_train, n_val, seed, root, preset)
     if (out / "meta.json").exists() and not force:
         return out
     out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +135,7 @@ def make_dataset(*, imgsz: int = 160, n_train: int = 2000, n_val: int = 400, see
                                            shape=(n, imgsz, imgsz, 3))
         rows = []
         for i in range(n):
-            img, lab = synthetic.render_image(seed, split_id, i, imgsz)
+            img, lab = synthetic.render_image(seed, split_id, i, imgsz, spec)
             images[i] = img
             rows.append(np.concatenate([np.full((len(lab), 1), i, np.float32), lab], 1))
             done += 1
@@ -142,8 +145,8 @@ def make_dataset(*, imgsz: int = 160, n_train: int = 2000, n_val: int = 400, see
         del images
         tmp.replace(out / f"{split}_images.npy")
         np.save(out / f"{split}_labels.npy", np.concatenate(rows, 0) if rows else np.zeros((0, 6), np.float32))
-    meta = {"name": "shapes10", "names": list(synthetic.CLASS_NAMES), "imgsz": imgsz, "n_train": n_train,
-            "n_val": n_val, "seed": seed, "generator_version": synthetic.GENERATOR_VERSION}
+    meta = {"name": preset, "names": spec.names, "imgsz": imgsz, "n_train": n_train,
+            "n_val": n_val, "seed": seed, "generator_version": spec.version}
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     return out
 
@@ -358,13 +361,14 @@ def load_voc(root: Path | str, *, names: Sequence[str] = VOC_NAMES, train_sets: 
 
 def load_dataset(path_or_builtin: str | Path = BUILTIN, *, imgsz: int = 160, n_train: int = 2000,
                  n_val: int = 400, seed: int = 0, root: Path | str | None = None,
-                 skip_bad_labels: bool = False) -> DetectionData:
+                 preset: str = synthetic.DEFAULT_PRESET, skip_bad_labels: bool = False) -> DetectionData:
     """Load ``"builtin"`` (generated and cached on first use), a YOLO data YAML, or a VOC folder.
 
-    ``imgsz``, ``n_train``, ``n_val``, ``seed`` and ``root`` only apply to the built-in data.
+    ``imgsz``, ``n_train``, ``n_val``, ``seed``, ``root`` and ``preset`` only apply to the built-in data.
     """
     if str(path_or_builtin) == BUILTIN:
-        return _load_builtin_dir(make_dataset(imgsz=imgsz, n_train=n_train, n_val=n_val, seed=seed, root=root))
+        return _load_builtin_dir(make_dataset(imgsz=imgsz, n_train=n_train, n_val=n_val, seed=seed, root=root,
+                                              preset=preset))
     path = Path(path_or_builtin)
     if not path.exists():
         raise DataError(f"{path}: data path not found (expected 'builtin', a data YAML or a VOC folder)")

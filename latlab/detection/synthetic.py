@@ -15,18 +15,80 @@ What makes it hard enough to rank models:
 
 Boxes are the tight box of each shape's rendered mask (after rotation), so labels are exact. Objects are
 placed so that no labelled object loses more than ``MAX_OCCLUDED`` of its area to later ones.
+
+The knobs above live in one :class:`ShapesPreset` per named variant (``shapes10``, the hard default, and
+``shapes4-easy``, big high-contrast shapes on plain backgrounds that a detector learns in a minute of CPU
+training, for the quick start). ``register_preset`` adds more.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+
+from latlab.errors import DataError
 
 CLASS_NAMES = ("disc", "ring", "square", "frame", "triangle", "plus", "star", "bar", "ell", "tee")
 GENERATOR_VERSION = 2
 MAX_OCCLUDED = 0.4
 _SUPERSAMPLE = 2
+
+
+@dataclass(frozen=True)
+class ShapesPreset:
+    """One variant of the generator: which shapes, how big, how many, how much clutter and texture.
+
+    Sizes are in pixels at 160 px (scaled with the image). ``min_contrast`` > 0 redraws an object's colour
+    until its mean absolute difference to the background under it reaches that value (0: any colour).
+    ``version`` enters every image's seed, so changing a preset's rendering means bumping it.
+    """
+
+    name: str
+    classes: tuple[int, ...]
+    size_px: tuple[float, float] = (14.0, 64.0)
+    objects: tuple[int, int] = (1, 8)  # rng.integers bounds: low inclusive, high exclusive
+    clutter_under: tuple[int, int] = (3, 9)
+    clutter_over: tuple[int, int] = (0, 3)
+    textured: bool = True
+    min_contrast: float = 0.0
+    version: int = GENERATOR_VERSION
+    description: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        return [CLASS_NAMES[k] for k in self.classes]
+
+
+PRESETS: dict[str, ShapesPreset] = {}
+DEFAULT_PRESET = "shapes10"
+
+
+def register_preset(preset: ShapesPreset) -> ShapesPreset:
+    """Add a named generator variant; a name may be registered once."""
+    if preset.name in PRESETS:
+        raise DataError(f"built-in data preset {preset.name!r} is already registered")
+    if not preset.classes or any(not 0 <= k < len(CLASS_NAMES) for k in preset.classes):
+        raise DataError(f"preset {preset.name!r}: classes must index {list(CLASS_NAMES)}")
+    PRESETS[preset.name] = preset
+    return preset
+
+
+def get_preset(name: str) -> ShapesPreset:
+    """The preset called ``name``; an unknown name is an error listing the known ones."""
+    if name not in PRESETS:
+        raise DataError(f"unknown built-in data preset {name!r} (known: {', '.join(sorted(PRESETS))})")
+    return PRESETS[name]
+
+
+register_preset(ShapesPreset(
+    "shapes10", tuple(range(len(CLASS_NAMES))),
+    description="ten shapes, 9-40 % of the side, 1-7 per image, textured cluttered backgrounds (the default)"))
+register_preset(ShapesPreset(
+    "shapes4-easy", (0, 4, 5, 7), size_px=(32.0, 72.0), objects=(1, 4), clutter_under=(0, 1),
+    clutter_over=(0, 1), textured=False, min_contrast=0.35, version=1,
+    description="four distinct shapes, 20-45 % of the side, 1-3 per image, plain backgrounds, high contrast"))
 
 
 def _sdf(kind: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -79,11 +141,14 @@ def _shape_mask(kind: int, size: float, angle: float, rng: np.random.Generator) 
     return inside.reshape(n, ss, n, ss).mean(axis=(1, 3))
 
 
-def _background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """Textured float background [h, w, 3] in [0, 1]: gratings + smooth blobs + noise."""
+def _background(h: int, w: int, rng: np.random.Generator, textured: bool = True) -> np.ndarray:
+    """Float background [h, w, 3] in [0, 1]: gratings + smooth blobs + noise, or flat colour + noise."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     base = rng.uniform(0.15, 0.85, size=3).astype(np.float32)
     img = np.broadcast_to(base, (h, w, 3)).copy()
+    if not textured:
+        img += rng.normal(0, 0.03, size=(h, w, 3)).astype(np.float32)
+        return img
     for _ in range(rng.integers(2, 5)):
         freq = rng.uniform(0.02, 0.25)
         theta = rng.uniform(0, math.pi)
@@ -132,27 +197,49 @@ def _distractor(size: int, rng: np.random.Generator) -> np.ndarray:
     return ((d < rng.uniform(0.06, 0.15)) & (along < 0.95)).astype(np.float32)
 
 
-def render_image(seed: int, split: int, index: int, imgsz: int = 160) -> tuple[np.ndarray, np.ndarray]:
+def _object_colour(img: np.ndarray, mask: np.ndarray, y0: int, x0: int, rng: np.random.Generator,
+                   min_contrast: float) -> np.ndarray:
+    """A random colour; with ``min_contrast`` > 0, redrawn (up to 20 times) until it stands out from the
+    background under the mask."""
+    color = rng.uniform(0, 1, size=3).astype(np.float32)
+    if min_contrast <= 0:
+        return color
+    h, w = img.shape[:2]
+    mh, mw = mask.shape
+    ys, xs, ye, xe = max(0, y0), max(0, x0), min(h, y0 + mh), min(w, x0 + mw)
+    under = img[ys:ye, xs:xe].reshape(-1, 3).mean(0) if ye > ys and xe > xs else img.reshape(-1, 3).mean(0)
+    for _ in range(20):
+        if float(np.abs(color - under).mean()) >= min_contrast:
+            break
+        color = rng.uniform(0, 1, size=3).astype(np.float32)
+    return color
+
+
+def render_image(seed: int, split: int, index: int, imgsz: int = 160,
+                 preset: str | ShapesPreset = DEFAULT_PRESET) -> tuple[np.ndarray, np.ndarray]:
     """Render image ``index`` of ``split`` (0 train, 1 val): uint8 [imgsz, imgsz, 3] RGB and labels [M, 5].
 
-    Labels are ``cls, cx, cy, w, h`` normalised to [0, 1] (YOLO format).
+    Labels are ``cls, cx, cy, w, h`` normalised to [0, 1] (YOLO format); ``cls`` indexes the preset's names.
     """
-    rng = np.random.default_rng([seed, split, index, GENERATOR_VERSION])
+    spec = preset if isinstance(preset, ShapesPreset) else get_preset(preset)
+    rng = np.random.default_rng([seed, split, index, spec.version])
     h = w = imgsz
-    img = _background(h, w, rng)
+    img = _background(h, w, rng, spec.textured)
     scale = imgsz / 160
-    for _ in range(rng.integers(3, 9)):  # clutter under the objects
+    log_lo, log_hi = math.log(spec.size_px[0]), math.log(spec.size_px[1])
+    for _ in range(rng.integers(*spec.clutter_under)):  # clutter under the objects
         size = int(rng.uniform(6, 30) * scale)
         _paste(img, _distractor(size, rng), int(rng.integers(-size // 2, h)), int(rng.integers(-size // 2, w)),
                rng.uniform(0, 1, size=3).astype(np.float32))
-    n_obj = int(rng.integers(1, 8))
+    n_obj = int(rng.integers(*spec.objects))
     alphas: list[np.ndarray] = []
     boxes: list[tuple[int, float, float, float, float]] = []
     areas: list[float] = []
     for _ in range(n_obj):
         for _attempt in range(10):
-            kind = int(rng.integers(0, len(CLASS_NAMES)))
-            size = float(np.exp(rng.uniform(math.log(14), math.log(64)))) * scale
+            label = int(rng.integers(0, len(spec.classes)))
+            kind = spec.classes[label]
+            size = float(np.exp(rng.uniform(log_lo, log_hi))) * scale
             mask = _shape_mask(kind, size, float(rng.uniform(0, 2 * math.pi)), rng)
             ys, xs = np.nonzero(mask > 0.5)
             if len(ys) == 0:
@@ -169,16 +256,16 @@ def render_image(seed: int, split: int, index: int, imgsz: int = 160) -> tuple[n
             if any((a > 0.5).sum() - ((a > 0.5) & (full > 0.5)).sum() < (1 - MAX_OCCLUDED) * ar
                    for a, ar in zip(alphas, areas, strict=True)):
                 continue
-            color = rng.uniform(0, 1, size=3).astype(np.float32)
+            color = _object_colour(img, mask, y0, x0, rng, spec.min_contrast)
             _paste(img, mask, y0, x0, color)
             # Later objects may cover this one: earlier alphas keep only what stays visible.
             alphas = [np.where(full > 0.5, 0.0, a).astype(np.float32) for a in alphas]
             alphas.append(full)
             areas.append(float((full > 0.5).sum()))
-            boxes.append((kind, (bx + (mx1 - mx0) / 2) / w, (by + (my1 - my0) / 2) / h,
+            boxes.append((label, (bx + (mx1 - mx0) / 2) / w, (by + (my1 - my0) / 2) / h,
                           (mx1 - mx0) / w, (my1 - my0) / h))
             break
-    for _ in range(rng.integers(0, 3)):  # a little clutter on top too (small, so it occludes little)
+    for _ in range(rng.integers(*spec.clutter_over)):  # a little clutter on top too (small, so it occludes little)
         size = int(rng.uniform(4, 10) * scale)
         _paste(img, _distractor(size, rng), int(rng.integers(0, h)), int(rng.integers(0, w)),
                rng.uniform(0, 1, size=3).astype(np.float32))

@@ -44,8 +44,9 @@ class TrialEvaluator:
 
     def __init__(self, settings: SearchSettings, space: SearchSpace, latency: Callable[..., LatencyEstimate],
                  accuracy: AccuracyEstimator, workdir: Path, hw_key: str, encoding: str = ORDINAL,
-                 objectives: Sequence[Objective] = ()):
+                 objectives: Sequence[Objective] = (), premeasured: dict[str, dict[str, Any]] | None = None):
         self.s, self.space, self.latency, self.accuracy = settings, space, latency, accuracy
+        self.premeasured = dict(premeasured or {})  # baseline name → the latency attrs its budget came from
         self.workdir, self.hw_key, self.encoding = workdir, hw_key, encoding
         self.budget = settings.latency_budget_ms
         self.multi = settings.mode == "pareto"
@@ -100,15 +101,18 @@ class TrialEvaluator:
         model = build_model(cfg, nc=self.space.nc)
         for k, v in count_candidate(model, self.s.imgsz).items():
             put(k, v)
-        lat = self.latency(model, cfg)
-        for k, v in lat.attrs().items():
+        lat_attrs = self.premeasured.get(baseline) if baseline else None
+        if lat_attrs is None:
+            lat_attrs = self.latency(model, cfg).attrs()
+        for k, v in lat_attrs.items():
             put(k, v)
-        feasible = self.budget is None or lat.estimate_ms <= self.budget
+        latency_ms = float(lat_attrs["latency_ms"])
+        feasible = self.budget is None or latency_ms <= self.budget
         put("feasible", feasible)
         if self.budget is not None:
-            trial.set_constraint("latency_ms", lat.estimate_ms - self.budget)
+            trial.set_constraint("latency_ms", latency_ms - self.budget)
         if not feasible and not baseline:
-            put("note", f"over the latency budget ({lat.estimate_ms:.2f} > {self.budget:g} ms): not trained")
+            put("note", f"over the latency budget ({latency_ms:.2f} > {self.budget:g} ms): not trained")
             put("duration_s", time.perf_counter() - t0)
             return self._values(got)  # training objectives take their ``missing`` value
         out_dir = self.workdir / "trials" / f"{trial.number:05d}"

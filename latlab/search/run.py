@@ -30,6 +30,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import optuna
@@ -37,11 +38,12 @@ from optuna.trial import TrialState
 
 from latlab.errors import LatlabError, SearchError
 from latlab.fingerprint import device_fingerprint, hardware_key
+from latlab.ops.builder import build_model
 from latlab.profiling.allocator import steady_cpu_allocator
 from latlab.search.estimators.data import context_nc
-from latlab.search.evaluate import TrialEvaluator
+from latlab.search.evaluate import TrialEvaluator, baseline_cfg
 from latlab.search.export import best_trial, trials_frame
-from latlab.search.join import ATTR, _open_study, _study_attrs
+from latlab.search.join import ATTR, _load_existing, _open_study, _study_attrs
 from latlab.search.liveness import recover_dead_trials
 from latlab.search.objective_registry import resolve
 from latlab.search.objectives import (
@@ -55,7 +57,7 @@ from latlab.search.records import SearchResult, TrialRecord, is_baseline, trial_
 from latlab.search.samplers import make_pruner, make_sampler
 from latlab.search.settings import SearchSettings
 from latlab.search.space import CATEGORICAL, load_space
-from latlab.search.storage import open_storage, quiet_optuna, study_dir
+from latlab.search.storage import StorageInfo, open_storage, quiet_optuna, study_dir
 
 
 def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], None] | None = None,
@@ -95,8 +97,12 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
     info = open_storage(s.storage, s.study_name, s.results_root)
     workdir = study_dir(s.study_name, s.results_root)
     workdir.mkdir(parents=True, exist_ok=True)
+    premeasured: dict[str, dict[str, Any]] = {}
+    if s.budget_from is not None:
+        s, premeasured = _budget_from_baseline(s, info, latency, space.nc)
     attrs = _study_attrs(s, space, source, fp, hw, accuracy)
     attrs["latency_table"] = table
+    attrs["budget_measurement"] = premeasured
     with quiet_optuna():
         study, created = _open_study(s, info, attrs)
         if created:
@@ -117,7 +123,7 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
             accuracy.remember([t.user_attrs["screen_score"] for t in study.get_trials(deepcopy=False)
                                if "screen_score" in t.user_attrs and not is_baseline(t)])
         objective = TrialEvaluator(s, space, latency, accuracy, workdir, hw, encoding,
-                                   objectives=resolve(s.objective_names))
+                                   objectives=resolve(s.objective_names), premeasured=premeasured)
         deadline = time.monotonic() + s.hours * 3600 if s.hours else None
         ran, consecutive_fail, last_error = 0, 0, ""
         reported: set[int] = set()
@@ -155,6 +161,23 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
                         workdir=workdir, n_run_here=ran, trials=df, best=best_trial(df, s.mode),
                         wall_s=time.perf_counter() - t_start)
 
+
+
+def _budget_from_baseline(s: SearchSettings, info: StorageInfo, latency: Callable[..., LatencyEstimate],
+                          nc: int) -> tuple[SearchSettings, dict[str, dict[str, Any]]]:
+    """``--budget-from NAME``: the budget is baseline NAME's latency, measured once here (or read from the
+    study this run joins); the returned attrs are reused for that baseline's trial, so the model that defines
+    the budget is judged by the very measurement the budget came from."""
+    existing = _load_existing(s.study_name, info)
+    stored = existing.user_attrs if existing is not None else {}
+    if stored.get(ATTR + "latency_budget_ms") is not None:
+        premeasured = stored.get(ATTR + "budget_measurement") or {}
+        return replace(s, latency_budget_ms=float(stored[ATTR + "latency_budget_ms"])), premeasured
+    name = s.budget_from
+    assert name is not None
+    cfg = baseline_cfg(name, nc)
+    measured = latency(build_model(cfg, nc=nc), cfg).attrs()
+    return replace(s, latency_budget_ms=float(measured["latency_ms"])), {name: measured}
 
 
 def _counts(study: optuna.Study) -> dict[str, int]:

@@ -52,7 +52,9 @@ class SearchSettings:
     """Everything one ``latlab search run`` needs (the CLI's options, as a library object).
 
     ``accuracy`` names the accuracy estimator (:mod:`latlab.search.estimators`, ``NAME`` or ``NAME:ARG``);
-    ``objectives=None`` means ``("latency_ms", <the estimator's objective>)``: ``map`` for ``train``."""
+    ``objectives=None`` means ``("latency_ms", <the estimator's objective>)``: ``map`` for ``train``.
+    ``budget_from`` names a baseline whose latency, measured once by the search itself, is the budget: that
+    baseline is judged by the same measurement, so it is feasible by construction."""
 
     mode: str = "constrained"
     latency_budget_ms: float | None = None
@@ -84,6 +86,7 @@ class SearchSettings:
     objectives: tuple[str, ...] | None = None
     backend: str = "torch"
     accuracy: str = "train"
+    budget_from: str | None = None
 
     def check(self) -> None:
         """Raise ``SearchError`` for inconsistent settings before anything is opened or run."""
@@ -93,8 +96,13 @@ class SearchSettings:
             raise SearchError(f"--sampler {self.sampler!r}: expected one of {', '.join(SAMPLERS)}")
         if self.pruner not in PRUNERS:
             raise SearchError(f"pruner {self.pruner!r}: expected one of {', '.join(PRUNERS)}")
-        if self.mode == "constrained" and self.latency_budget_ms is None:
-            raise SearchError("--mode constrained needs --latency-budget (e.g. 12ms)")
+        if self.budget_from is not None and self.latency_budget_ms is not None:
+            raise SearchError("give --latency-budget or --budget-from, not both")
+        if self.budget_from is not None and self.budget_from not in self.baselines:
+            raise SearchError(f"--budget-from {self.budget_from!r} must be one of the baselines "
+                              f"({', '.join(self.baselines) or 'none given'})")
+        if self.mode == "constrained" and self.latency_budget_ms is None and self.budget_from is None:
+            raise SearchError("--mode constrained needs --latency-budget (e.g. 12ms) or --budget-from BASELINE")
         if self.latency_budget_ms is not None and not self.latency_budget_ms > 0:
             raise SearchError(f"latency budget must be positive, got {self.latency_budget_ms} ms")
         if self.n_trials is not None and self.n_trials < 1:
