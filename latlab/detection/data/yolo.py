@@ -129,7 +129,7 @@ def dataset_root(spec: dict[str, Any], yaml_path: Path) -> Path:
     if p.is_absolute():
         tried = [p]
     else:
-        tried = [yaml_path.parent / p, Path.cwd() / p]
+        tried = [(yaml_path.parent / p).resolve(), (Path.cwd() / p).resolve()]
     for cand in tried:
         if cand.is_dir():
             return cand
