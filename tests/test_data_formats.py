@@ -127,17 +127,17 @@ def test_coco_boxes_and_category_remapping(tmp_path):
 @pytest.mark.filterwarnings("ignore:skipping bad label")
 def test_coco_strict_and_structure_errors(tmp_path):
     write_coco(tmp_path)
-    with pytest.raises(DataError, match="annotation 4 .*category_id 7 is not one of the 3 categories"):
+    with pytest.raises(DataError, match=r"annotation 4 .*category_id 7 is not one of the 3 categories"):
         load_coco(tmp_path, skip_bad_labels=False)
     (tmp_path / "annotations" / "instances_val2014.json").write_text("{}")
-    with pytest.raises(DataError, match="expected one instances_val\\*.json, found instances_val2014.json, "
-                                        "instances_val2017.json"):
+    with pytest.raises(DataError, match=r"expected one instances_val\*\.json, found instances_val2014\.json, "
+                                        r"instances_val2017\.json"):
         load_coco(tmp_path)
-    with pytest.raises(DataError, match="instances_val2014.json: missing list 'images'"):
+    with pytest.raises(DataError, match=r"instances_val2014\.json: missing list 'images'"):
         load_coco(tmp_path, val="val2014")
     (tmp_path / "annotations" / "instances_val2014.json").unlink()
     (tmp_path / "val2017" / "val2017_0.png").unlink()
-    with pytest.raises(DataError, match="no images folder holding val2017_0.png"):
+    with pytest.raises(DataError, match=r"no images folder holding val2017_0\.png"):
         load_coco(tmp_path)
 
 

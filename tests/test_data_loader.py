@@ -10,6 +10,7 @@ from PIL import Image
 
 from latlab.cli import main
 from latlab.detection.data import BatchLoader, LetterboxDataset, UnreadableImage, collate, load_dataset
+from latlab.errors import ConfigError
 from latlab.runs import read_meta
 
 
@@ -74,7 +75,7 @@ def test_train_run_counts_skipped_images_and_labels_in_meta(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     with pytest.warns(UserWarning) as caught:
         code = main(["train", "yolov5n", "--data", str(data), "--epochs", "1", "--imgsz", "64", "--batch", "4",
-                     "--name", "tiny", "--workers", "0"])
+                     "--name", "tiny", "--workers", "0", "--threads", "1"])
     assert code == 0, capsys.readouterr().err
     messages = [str(w.message) for w in caught]
     assert any("t2.txt:2: class 5 out of range [0, 2)" in m for m in messages)
@@ -85,9 +86,9 @@ def test_train_run_counts_skipped_images_and_labels_in_meta(tmp_path, monkeypatc
     assert final["data"]["train_images"] == 6 and final["data"]["train_boxes"] == 6
 
 
-def test_workers_must_not_be_negative(tmp_path, monkeypatch, capsys):
-    data = write_dataset(tmp_path / "data", corrupt="", bad_class="")
-    monkeypatch.chdir(tmp_path)
-    assert main(["train", "yolov5n", "--data", str(data), "--epochs", "1", "--imgsz", "64", "--workers", "-1"]) == 2
-    err = capsys.readouterr().err
-    assert "workers must be >= 0" in err and len(err.strip().splitlines()) == 1
+def test_workers_and_batch_are_checked(tmp_path):
+    ds = load_dataset(write_dataset(tmp_path, corrupt="", bad_class=""))
+    with pytest.raises(ConfigError, match=r"workers must be >= 0 .* got -1"):
+        BatchLoader(LetterboxDataset(ds.train, 64), 4, workers=-1)
+    with pytest.raises(ConfigError, match="batch must be >= 1, got 0"):
+        BatchLoader(LetterboxDataset(ds.train, 64), 0)

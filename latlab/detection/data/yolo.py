@@ -126,10 +126,7 @@ def dataset_root(spec: dict[str, Any], yaml_path: Path) -> Path:
     if not given:
         return yaml_path.parent
     p = Path(str(given))
-    if p.is_absolute():
-        tried = [p]
-    else:
-        tried = [(yaml_path.parent / p).resolve(), (Path.cwd() / p).resolve()]
+    tried = [p] if p.is_absolute() else [(yaml_path.parent / p).resolve(), (Path.cwd() / p).resolve()]
     for cand in tried:
         if cand.is_dir():
             return cand
