@@ -1,6 +1,7 @@
 """Lazy decoding, DataLoader workers, and corrupt images / bad labels skipped, warned and counted in a run."""
 
 import json
+import pickle
 import warnings
 
 import numpy as np
@@ -92,3 +93,25 @@ def test_workers_and_batch_are_checked(tmp_path):
         BatchLoader(LetterboxDataset(ds.train, 64), 4, workers=-1)
     with pytest.raises(ConfigError, match="batch must be >= 1, got 0"):
         BatchLoader(LetterboxDataset(ds.train, 64), 0)
+
+
+def test_builtin_split_pickles_its_memmap_by_file(tmp_path):
+    """DataLoader workers started by spawn get the split pickled: the cached images travel as a file name."""
+    split = load_dataset("builtin", imgsz=64, n_train=8, n_val=2, seed=1, root=tmp_path).train
+    blob = pickle.dumps(split)
+    assert len(blob) < split.images.nbytes / 4
+    again = pickle.loads(blob)
+    assert isinstance(again.images, np.memmap)
+    np.testing.assert_array_equal(again.load_image(3), split.load_image(3))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_batches_for_cuda_are_pinned(tmp_path):
+    ds = load_dataset(write_dataset(tmp_path, bad_class=""))
+    loader = BatchLoader(LetterboxDataset(ds.train, 64), 4, workers=2, device="cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batches = list(loader.epoch(torch.arange(6)))
+    assert all(b.imgs.is_pinned() and b.targets.is_pinned() for b in batches)
+    assert len(ds.train.skipped_images) == 1
