@@ -92,24 +92,24 @@ def test_bad_label_lines_name_file_and_line(tmp_path, line, message):
     path = tmp_path / "x.txt"
     path.write_text("0 0.5 0.5 0.1 0.1\n" + line + "\n")
     with pytest.raises(DataError, match=f"x.txt:2: .*{message}"):
-        parse_yolo_label_file(path, nc=3)
+        parse_yolo_label_file(path, nc=3, skip_bad_labels=False)
 
 
 def test_skip_bad_labels_warns_and_records(tmp_path):
     yaml_path = write_yolo(tmp_path, ["0 0.5 0.5 0.2 0.4", "7 0.5 0.5 0.1 0.1"])
     with pytest.raises(DataError, match=r"im0\.txt:2"):
-        load_yolo(yaml_path)
+        load_yolo(yaml_path, skip_bad_labels=False)
     with pytest.warns(UserWarning, match=r"im0\.txt:2"):
-        ds = load_yolo(yaml_path, skip_bad_labels=True)
+        ds = load_yolo(yaml_path)
     assert ds.train.n_boxes == 1
-    assert len(ds.train.skipped) == 1 and "class 7" in ds.train.skipped[0]
+    assert len(ds.train.skipped_labels) == 1 and "class 7" in ds.train.skipped_labels[0]
     assert ds.summary()["skipped_labels"] == 2  # one per split
 
 
 def test_missing_paths_raise(tmp_path):
     with pytest.raises(DataError, match="not found"):
         load_dataset(tmp_path / "nope.yaml")
-    with pytest.raises(DataError, match="not a data YAML"):
+    with pytest.raises(DataError, match="not a known dataset format"):
         load_dataset(tmp_path)
     (tmp_path / "d.yaml").write_text("train: images/train\nval: images/val\nnames: [a]\n")
     with pytest.raises(DataError, match="split path"):
@@ -145,10 +145,10 @@ def test_voc_loader_converts_boxes(tmp_path):
 def test_voc_bad_objects_raise(tmp_path):
     write_voc(tmp_path, [("unicorn", 0, (1, 1, 10, 10))])
     with pytest.raises(DataError, match=r"0001\.xml: object 1: class 'unicorn'"):
-        load_voc(tmp_path)
+        load_voc(tmp_path, skip_bad_labels=False)
     write_voc(tmp_path, [("dog", 0, (1, 1, 300, 10))])
     with pytest.raises(DataError, match="outside"):
-        load_voc(tmp_path)
+        load_voc(tmp_path, skip_bad_labels=False)
 
 
 def test_letterbox_and_collate():

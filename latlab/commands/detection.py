@@ -49,7 +49,7 @@ def _metrics_table(title: str, metrics: dict) -> Table:
 
 def train(
     config: str = typer.Argument(..., help="Zoo name or model YAML path."),
-    data: str = typer.Option("builtin", help="'builtin', a YOLO data YAML or a VOC folder."),
+    data: str = typer.Option("builtin", help="'builtin', a YOLO data YAML, a COCO or a VOC folder."),
     epochs: int = typer.Option(None, help="Epochs to train (default 10 unless --minutes)."),
     minutes: float = typer.Option(None, help="Train for this many minutes of wall time instead of epochs."),
     imgsz: int = typer.Option(160, help="Square input size."),
@@ -59,10 +59,12 @@ def train(
     seed: int = typer.Option(0, help="Random seed."),
     optimizer: str = typer.Option("AdamW", help="AdamW or SGD."),
     threads: int = typer.Option(None, help="torch threads (default: torch's choice)."),
+    workers: int = typer.Option(0, help="DataLoader processes that decode the training images (0: none)."),
 ) -> None:
     """Train a detector and write metrics.csv, final.json and checkpoints to results/train/NAME/."""
     result = train_fn(config, data=data, epochs=epochs, minutes=minutes, imgsz=imgsz, batch=batch, resume=resume,
-                      name=name, seed=seed, optimizer=optimizer, threads=threads)
+                      name=name, seed=seed, optimizer=optimizer, threads=threads,
+                      workers=workers)
     console.print(_metrics_table(f"{config}: {result.epochs} epochs, {result.wall_s:.0f} s "
                                  f"({result.images_per_s:.1f} img/s training)", result.metrics))
     console.print(f"results in [bold]{result.run_dir}[/]")
@@ -71,7 +73,7 @@ def train(
 def val(
     config: str = typer.Argument(..., help="Zoo name or model YAML path."),
     weights: Path = typer.Option(..., help="Checkpoint written by latlab train (last.pt / best.pt)."),
-    data: str = typer.Option("builtin", help="'builtin', a YOLO data YAML or a VOC folder."),
+    data: str = typer.Option("builtin", help="'builtin', a YOLO data YAML, a COCO or a VOC folder."),
     imgsz: int = typer.Option(160, help="Square input size."),
     batch: int = typer.Option(32, help="Batch size."),
     conf_thres: float = typer.Option(0.001, help="Confidence threshold."),

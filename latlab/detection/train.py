@@ -39,7 +39,7 @@ from torch import nn
 
 from latlab.detection.augment import AugmentConfig, augment_batch
 from latlab.detection.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from latlab.detection.data import DetectionData, LetterboxDataset, collate, load_dataset
+from latlab.detection.data import Batch, BatchLoader, DetectionData, LetterboxDataset, collate, load_dataset
 from latlab.detection.evaluate import evaluate
 from latlab.detection.loss import LossHyp, YoloLoss, find_detect
 from latlab.errors import ConfigError
@@ -171,8 +171,14 @@ def draw_batch(train_set: LetterboxDataset, order: torch.Tensor, epoch: int, bi:
                aug: AugmentConfig | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch ``bi`` of ``epoch`` in ``order``: letterboxed, collated, scaled to [0, 1] and augmented from
     ``(seed, epoch, bi + 1)``, so a resumed run (or the supernet's trainer) draws exactly the same batches."""
-    imgs, targets = collate([train_set[i] for i in order[bi * batch:(bi + 1) * batch].tolist()])
-    imgs = imgs.float() / 255
+    return scale_and_augment(collate([train_set[i] for i in order[bi * batch:(bi + 1) * batch].tolist()]),
+                             epoch, bi, seed, aug)
+
+
+def scale_and_augment(loaded: Batch, epoch: int, bi: int, seed: int, aug: AugmentConfig | None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A collated uint8 batch scaled to [0, 1] and augmented from ``(seed, epoch, bi + 1)``."""
+    imgs, targets = loaded.imgs.float() / 255, loaded.targets
     if aug is not None:
         imgs, targets = augment_batch(imgs, targets, aug, _gen(seed, epoch, bi + 1))
     return imgs, targets
@@ -186,7 +192,7 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
           use_ema: bool = True, grad_clip: float = 10.0, hyp: LossHyp | None = None,
           augment: AugmentConfig | bool = True, val_every: int = 1, val_max_images: int | None = None,
           on_epoch_end: EpochHook | None = None, progress: bool | ProgressReporter = True,
-          threads: int | None = None,
+          threads: int | None = None, workers: int = 0,
           width_multiple: float | None = None, depth_multiple: float | None = None,
           data_kwargs: dict[str, Any] | None = None) -> TrainResult:
     """Train ``cfg_or_model`` (zoo name, YAML path, dict or a built detector) on ``data``.
@@ -195,6 +201,7 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
     ``results/train/<name>/``: ``metrics.csv`` (per epoch), ``per_class.csv``, ``final.json``,
     ``meta.json``, ``last.pt`` and ``best.pt``. ``threads`` sets torch's intra-op thread count for the run
     (restored on return, also on errors); ``progress`` is True (rich bars), False or a ``ProgressReporter``.
+    ``workers`` DataLoader processes decode and letterbox the training images (0: in this process).
     """
     t_start = time.perf_counter()
     if epochs is not None and minutes is not None:
@@ -237,6 +244,7 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
         compute_loss = YoloLoss(model, hyp, imgsz=imgsz)
 
         train_set = LetterboxDataset(ds.train, imgsz)
+        loader = BatchLoader(train_set, batch, workers=workers)
         n = len(train_set)
         nb = math.ceil(n / batch)
         nbs = s["nbs"] or batch
@@ -296,8 +304,10 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
                 n_iter = 0
                 partial = False
                 t_epoch = time.perf_counter()
-                for bi in range(nb):
-                    imgs, targets = draw_batch(train_set, perm, epoch, bi, batch, seed, aug)
+                for bi, loaded in enumerate(loader.epoch(perm)):
+                    if not len(loaded):
+                        continue  # every image of this batch was unreadable (warned and counted)
+                    imgs, targets = scale_and_augment(loaded, epoch, bi, seed, aug)
                     p = progress_at(ni)
                     factor = lr_factor(p, s["lrf"], s["lr_schedule"])
                     warm = min(1.0, max(ni / nw, p / 0.2)) if nw else 1.0
@@ -378,7 +388,8 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
                    "images_per_s": images_seen / train_s if train_s > 0 else float("nan"), "wall_s": wall_s,
                    "data": ds.summary(), "settings": settings, "params": sum(p.numel() for p in model.parameters())}
         (run_dir / "final.json").write_text(json.dumps(summary, indent=2, default=str))
-        writer.write_meta(model=_describe(cfg_or_model), data=settings["data"], imgsz=imgsz, batch=batch)
+        writer.write_meta(model=_describe(cfg_or_model), data=settings["data"], imgsz=imgsz, batch=batch,
+                          **ds.skip_counts())
         return TrainResult(name=run_dir.name, run_dir=run_dir, last=last_path,
                            best=best_path if best_path.exists() else None, epochs=len(history), map50=final["map50"],
                            map=final["map"], metrics={**final, "per_class": per_class}, history=hist,
