@@ -42,8 +42,8 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
 from latlab.errors import ConfigError
-from latlab.ops.builder import as_model
 from latlab.ops.model import check_imgsz, max_stride
+from latlab.ops.sources import as_model
 from latlab.profiling.count_result import COLUMNS, SUM_COLUMNS, CountResult
 from latlab.profiling.dispatch import CountingMode, EagerDispatchMode, Frame
 from latlab.profiling.op_rules import ELEMENTWISE_FLOPS
@@ -214,6 +214,6 @@ def count(model: nn.Module | str | Path | dict, imgsz: int = 640, *, meta: bool 
     Raises ``UnknownModelError`` for an unknown name and ``ConfigError`` when ``imgsz`` is not a multiple
     of the model's largest stride.
     """
-    net, _ = as_model(model)
+    net, _ = as_model(model, "the PyTorch counter")
     check_imgsz(net, imgsz)
     return count_model(net, imgsz=imgsz, meta=meta, dtype=dtype)
