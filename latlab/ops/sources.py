@@ -162,7 +162,7 @@ def _load_factory(text: str) -> nn.Module:
     if factory is None:
         raise UnknownModelError(f"'{text}': module '{module_name}' has no attribute '{attr}'")
     if not callable(factory):
-        raise ConfigError(f"'{text}': '{module_name}.{attr}' is a {type(factory).__name__}, not a callable")
+        raise ConfigError(f"'{text}': '{module_name}.{attr}' is not callable ({type(factory).__name__})")
     try:
         model = factory()
     except Exception as exc:
