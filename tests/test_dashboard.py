@@ -68,11 +68,11 @@ def test_unknown_study_and_busy_port_are_one_line_errors(tmp_path, capsys, monke
         port = taken.getsockname()[1]
         with pytest.raises(SearchError, match=f"cannot serve the dashboard on 127.0.0.1:{port}: .*--port"):
             serve_dashboard("demo", port=port, root=tmp_path)
+    assert main(["search", "dashboard", "nope", "--storage", str(tmp_path / "none.log")]) == 2
+    assert "no search journal at" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # as if the extra were not installed
     with pytest.raises(SearchError, match=r"needs optuna-dashboard: pip install 'latlab\[dashboard\]'"):
         serve_dashboard("demo", port=0, root=tmp_path)
-    assert main(["search", "dashboard", "nope", "--storage", str(tmp_path / "none.log")]) == 2
-    assert "no search journal at" in capsys.readouterr().err
 
 
 def test_cli_serves_until_interrupted(tmp_path):

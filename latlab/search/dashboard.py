@@ -60,13 +60,14 @@ class DashboardServer:
         self._thread.join()
 
 
-def _wsgi_app(storage: Any) -> Any:
+def _dashboard_wsgi() -> Any:
+    """optuna-dashboard's ``wsgi(storage)`` factory; a one-line error naming the extra when it is missing."""
     try:
         from optuna_dashboard import wsgi  # optional dependency (the dashboard extra)
     except ImportError:
         raise SearchError(f"latlab search dashboard needs optuna-dashboard: pip install 'latlab[{EXTRA}]'"
                           ) from None
-    return wsgi(storage)
+    return wsgi
 
 
 def serve_dashboard(study: str, storage: str | None = None, *, host: str = DEFAULT_HOST,
@@ -75,8 +76,9 @@ def serve_dashboard(study: str, storage: str | None = None, *, host: str = DEFAU
     ``host:port`` in a background thread; ``port=0`` picks a free port (the handle's ``url`` says which)."""
     if not 0 <= port <= 65535:
         raise SearchError(f"--port must be between 1 and 65535 (0: any free port), got {port}")
+    wsgi = _dashboard_wsgi()
     _, info = load_search_study(study, storage, root)
-    app = _wsgi_app(info.storage)
+    app = wsgi(info.storage)
     try:
         server = make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
     except OSError as exc:
