@@ -209,7 +209,8 @@ def _count(model: nn.Module, shape: tuple[int, ...], *, meta: bool, dtype: torch
 
 def count(model: nn.Module | str | Path | dict, imgsz: int = 640, *, meta: bool = True,
           dtype: torch.dtype = torch.float32) -> CountResult:
-    """Build ``model`` if it is a zoo name, YAML path or dict, check ``imgsz`` and count it.
+    """Load ``model`` if it is not a module (any PyTorch form of :mod:`latlab.ops.sources`: zoo name, YAML
+    path, dict, ``package.module:factory``, TorchScript or torch.export archive), check ``imgsz``, count it.
 
     Raises ``UnknownModelError`` for an unknown name and ``ConfigError`` when ``imgsz`` is not a multiple
     of the model's largest stride.
