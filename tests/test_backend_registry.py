@@ -14,7 +14,7 @@ from torch import nn
 from latlab.cli import main
 from latlab.commands.options import backend_help
 from latlab.errors import DeviceError
-from latlab.ops.builder import as_model
+from latlab.ops.sources import as_model
 from latlab.profiling import backends
 from latlab.profiling.backends import (
     TorchCPURunner,

@@ -21,6 +21,7 @@ from latlab.guidelines.lint import LintResult, lint_model
 from latlab.guidelines.paper import CITATION, TABLES
 from latlab.guidelines.run import GuidelineResults, run_guidelines
 from latlab.guidelines.verdict import HOLDS, PARTLY
+from latlab.ops.sources import PYTORCH_FORMS
 from latlab.profiling.timer import DEFAULT_ESTIMATOR, ESTIMATORS
 from latlab.runs import RunWriter, new_run_dir
 
@@ -144,7 +145,7 @@ def _lint_table(res: LintResult) -> Table:
 
 
 def lint(
-    config: str = typer.Argument(..., help="Zoo name or path to a model YAML."),
+    config: str = typer.Argument(..., help=f"The model: {PYTORCH_FORMS}."),
     imgsz: int = typer.Option(None, help="Square input size (default: the config's, else 640 / 224)."),
     measure: bool = typer.Option(False, "--measure", help="Also time every layer on its real input."),
     device: str = DEVICE_OPT,

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from latlab.commands.options import BACKEND_OPT, DEVICE_OPT
+from latlab.ops.sources import MODEL_FORMS_HELP
 from latlab.profiling.compare import Comparison
 from latlab.profiling.layerwise import ProfileResult, compare_models, profile_model
 from latlab.profiling.timer import DEFAULT_ESTIMATOR, ESTIMATORS, Measurement
@@ -80,8 +81,9 @@ def _ops_table(r: ProfileResult) -> Table:
 
 
 def profile(
-    config: str = typer.Argument(..., help="Zoo name or path to a model YAML."),
-    imgsz: int = typer.Option(None, help="Square input size (default: the config's, else 640 / 224)."),
+    config: str = typer.Argument(..., help=f"The model: {MODEL_FORMS_HELP} (timed under onnxruntime)."),
+    imgsz: int = typer.Option(None, help="Square input size (default: the config's, else 640 / 224; an ONNX "
+                                         "graph's fixed size)."),
     device: str = DEVICE_OPT,
     backend: str = BACKEND_OPT,
     threads: int = THREADS_OPT,
@@ -122,8 +124,9 @@ def profile(
 
 
 def compare_cmd(
-    config_a: str = typer.Argument(..., help="Model A: zoo name or path to a model YAML."),
-    config_b: str = typer.Argument(..., help="Model B: zoo name or path to a model YAML."),
+    config_a: str = typer.Argument(..., help=f"Model A: {MODEL_FORMS_HELP}."),
+    config_b: str = typer.Argument(..., help="Model B, in any of the same forms (with an ONNX file both are "
+                                             "timed under onnxruntime)."),
     imgsz: int = typer.Option(None, help="Square input size for both (default: model A's default)."),
     device: str = DEVICE_OPT,
     backend: str = BACKEND_OPT,

@@ -1,4 +1,4 @@
-"""``latlab search run|show|export``: latency-aware architecture search over a YAML search space."""
+"""``latlab search run|show|export|dashboard``: latency-aware architecture search over a YAML search space."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rich.table import Table
 
 from latlab.commands.options import BACKEND_OPT, device_option
 from latlab.runs import RESULTS_ROOT
+from latlab.search.dashboard import DEFAULT_HOST, DEFAULT_PORT, serve_dashboard
 from latlab.search.estimators import list_estimators
 from latlab.search.export import export_study, trials_frame
 from latlab.search.objective_registry import DEFAULT_OBJECTIVES, OBJECTIVES
@@ -152,8 +153,27 @@ def export(
     console.print(f"exported {meta['n_trials']} trials ({len(meta['pareto_trials'])} on the Pareto front) to {path}")
 
 
+def dashboard(
+    study: str = typer.Argument(..., help="Study name."),
+    storage: str = typer.Option(None, "--storage", help="Journal file path or RDB URL."),
+    port: int = typer.Option(DEFAULT_PORT, "--port", help="Port to serve on (0: any free port)."),
+    host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to bind; the default serves this machine only."),
+) -> None:
+    """Serve optuna-dashboard on the study's storage until Ctrl-C (needs latlab[dashboard])."""
+    server = serve_dashboard(study, storage, host=host, port=port, root=RESULTS_ROOT)
+    console.print(f"dashboard for study [bold]{escape(study)}[/] ({escape(server.storage)}) at {server.url} "
+                  "- Ctrl-C stops it", highlight=False)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
 def register(app: typer.Typer) -> None:
     search_app.command("run")(run)
     search_app.command("show")(show)
     search_app.command("export")(export)
+    search_app.command("dashboard")(dashboard)
     app.add_typer(search_app, name="search")

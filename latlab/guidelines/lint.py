@@ -52,8 +52,8 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 
 from latlab.errors import ConfigError
 from latlab.inputs import example_input
-from latlab.ops.builder import as_model
 from latlab.ops.model import check_imgsz, default_imgsz
+from latlab.ops.sources import as_model
 from latlab.profiling.backends import flatten_tensors
 from latlab.profiling.categories import base_name, is_conv_op, op_category
 from latlab.profiling.counter import CountResult, count_model
@@ -297,7 +297,7 @@ def lint_model(cfg: nn.Module | str | Path | dict, *, imgsz: int | None = None, 
     ``measure`` times each layer with ``backend`` on ``device`` (a backend that times single layers)."""
     th = thresholds or LintThresholds()
 
-    model, name = as_model(cfg)
+    model, name = as_model(cfg, "lint")
     size = int(imgsz) if imgsz is not None else default_imgsz(model)
     check_imgsz(model, size, name)
     in_ch = int(getattr(model, "in_channels", 0) or _first_conv_in(model))

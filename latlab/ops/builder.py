@@ -343,11 +343,3 @@ def _yolo_init(model: LatlabModel) -> None:
             m.eps = 1e-3
             m.momentum = 0.03
     model.detect.initialize_biases()
-
-
-def as_model(cfg: nn.Module | str | Path | dict[str, Any]) -> tuple[nn.Module, str]:
-    """Return ``(module, name)``: ``cfg`` itself when it is a module, else the model a zoo name, YAML path or
-    config dict builds. The name is for messages and run metadata."""
-    if isinstance(cfg, nn.Module):
-        return cfg, type(cfg).__name__
-    return build_model(cfg), "dict config" if isinstance(cfg, dict) else str(cfg)

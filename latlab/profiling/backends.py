@@ -9,7 +9,8 @@ and error messages need, so adding a backend is one class (``get_runner`` / ``li
 - ``torch`` (``TorchCPURunner``; ``CUDARunner`` on ``cuda``): PyTorch eager, ``eval()`` +
   ``torch.inference_mode``, optional channels_last; on CPU glibc malloc fixed in its steady state first
   (``latlab.profiling.allocator`` says why); on CUDA ``cudnn.benchmark`` on, each call timed with CUDA events.
-- ``onnxruntime`` (``ORTRunner``): ONNX Runtime (export with ``torch.onnx.export`` to a temporary file),
+- ``onnxruntime`` (``ORTRunner``): ONNX Runtime (an ONNX file as it is, a module exported with
+  ``torch.onnx.export`` to a temporary file),
   sequential execution, ``intra_op_num_threads = threads``, ``inter_op_num_threads = 1``.
 
 Thread counts are always set explicitly (``torch.set_num_threads`` inside ``runner.session()``, restored on
@@ -34,6 +35,7 @@ import torch
 from torch import nn
 
 from latlab.errors import DeviceError
+from latlab.ops.sources import OnnxGraph
 from latlab.profiling.allocator import steady_cpu_allocator
 from latlab.threads import torch_threads
 
@@ -362,13 +364,16 @@ class ORTRunner(Runner):
         self.model_path: Path | None = None
         self._exported = 0
 
-    def prepare(self, model: nn.Module | Callable[..., Any], example_input: Any) -> Callable[[], Any]:
-        if not isinstance(model, nn.Module):
+    def prepare(self, model: nn.Module | OnnxGraph | Callable[..., Any], example_input: Any) -> Callable[[], Any]:
+        """An ONNX file runs as it is; an nn.Module is exported to a temporary ONNX file first."""
+        if isinstance(model, OnnxGraph):
+            self.model_path = model.path
+        elif isinstance(model, nn.Module):
+            self._exported += 1
+            path = Path(self._tmp.name) / f"model{self._exported}.onnx"
+            self.model_path = export_onnx(_private_copy(model), example_input, path)
+        else:
             raise DeviceError("--backend onnxruntime needs an nn.Module to export, got a plain callable")
-        model = _private_copy(model)
-        self._exported += 1
-        path = Path(self._tmp.name) / f"model{self._exported}.onnx"
-        self.model_path = export_onnx(model, example_input, path)
         so = self._ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1

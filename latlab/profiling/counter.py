@@ -42,8 +42,8 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
 from latlab.errors import ConfigError
-from latlab.ops.builder import as_model
 from latlab.ops.model import check_imgsz, max_stride
+from latlab.ops.sources import as_model
 from latlab.profiling.count_result import COLUMNS, SUM_COLUMNS, CountResult
 from latlab.profiling.dispatch import CountingMode, EagerDispatchMode, Frame
 from latlab.profiling.op_rules import ELEMENTWISE_FLOPS
@@ -209,11 +209,12 @@ def _count(model: nn.Module, shape: tuple[int, ...], *, meta: bool, dtype: torch
 
 def count(model: nn.Module | str | Path | dict, imgsz: int = 640, *, meta: bool = True,
           dtype: torch.dtype = torch.float32) -> CountResult:
-    """Build ``model`` if it is a zoo name, YAML path or dict, check ``imgsz`` and count it.
+    """Load ``model`` if it is not a module (any PyTorch form of :mod:`latlab.ops.sources`: zoo name, YAML
+    path, dict, ``package.module:factory``, TorchScript or torch.export archive), check ``imgsz``, count it.
 
     Raises ``UnknownModelError`` for an unknown name and ``ConfigError`` when ``imgsz`` is not a multiple
     of the model's largest stride.
     """
-    net, _ = as_model(model)
+    net, _ = as_model(model, "the PyTorch counter")
     check_imgsz(net, imgsz)
     return count_model(net, imgsz=imgsz, meta=meta, dtype=dtype)

@@ -35,7 +35,7 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
-from latlab.ops.builder import as_model
+from latlab.ops.sources import as_model
 from latlab.profiling.counter import CountResult, check_imgsz, count_model
 
 CONV_CATEGORIES = ("conv", "pointwise", "depthwise", "group_conv")
@@ -87,7 +87,7 @@ def crosscheck(model: nn.Module | str | Path | dict, imgsz: int = 640, *,
     ``model`` is a module, zoo name, YAML path or config dict; ``result`` reuses a latlab count of the same
     model and size. Columns: see the module docstring.
     """
-    net, _ = as_model(model)
+    net, _ = as_model(model, "the fvcore/thop cross-check")
     check_imgsz(net, imgsz)
     res = result if result is not None else count_model(net, imgsz=imgsz)
     ops = res.ops

@@ -29,8 +29,8 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from latlab.errors import ConfigError, DeviceError
 from latlab.inputs import example_input as base_example_input
-from latlab.ops.builder import as_model
 from latlab.ops.model import check_imgsz, default_imgsz
+from latlab.ops.sources import OnnxGraph, ResolvedModel, resolve_model
 from latlab.profiling.backends import call_with, get_runner, map_tensors, require_per_layer
 from latlab.profiling.categories import conv_category, is_conv_op, op_category
 from latlab.profiling.compare import Comparison, compare, run_interleaved
@@ -319,23 +319,46 @@ def example_input(model: nn.Module, imgsz: int, name: str, batch: int = 1) -> to
     return base_example_input(imgsz, batch, getattr(model, "in_channels", 3), fill="randn")
 
 
+def _onnx_backend(backend: str, *names: ResolvedModel) -> tuple[str, list[str]]:
+    """The backend to time with: ONNX Runtime when a model is an ONNX file and ``torch`` was asked for
+    (an ONNX graph runs nowhere else), with a note saying so."""
+    onnx = [r.name for r in names if r.is_onnx]
+    if not onnx or backend != "torch":
+        return backend, []
+    return "onnxruntime", [f"{', '.join(onnx)} is an ONNX graph: timed under --backend onnxruntime"]
+
+
+def _input_for(r: ResolvedModel, imgsz: int | None, batch: int = 1) -> tuple[int, torch.Tensor]:
+    """``(size, input)`` for a resolved model: an ONNX graph's own input shape, else ``example_input``."""
+    if isinstance(r.model, OnnxGraph):
+        shape = r.model.input_shape(imgsz)
+        return shape[-1], torch.randn(batch, *shape[1:])
+    size = imgsz or default_imgsz(r.model)
+    return size, example_input(r.model, size, r.name, batch)
+
+
 def profile_model(cfg: Any, *, imgsz: int | None = None, device: str = "cpu", backend: str = "torch",
                   threads: int = 1, per_layer: bool = False, ops: bool = False,
                   estimator: str = DEFAULT_ESTIMATOR, budget_s: float = 10.0, channels_last: bool = False,
                   batch: int = 1, progress: bool = True) -> ProfileResult:
-    """Build ``cfg`` (zoo name, YAML path, dict or an nn.Module) and measure it; see ``latlab profile``."""
+    """Load ``cfg`` (any form of :mod:`latlab.ops.sources`, a dict or an nn.Module) and measure it; see
+    ``latlab profile``. An ONNX file is timed under ONNX Runtime and has no per-layer or per-op breakdown."""
     check_estimator(estimator)
+    resolved = resolve_model(cfg)
+    backend, onnx_notes = _onnx_backend(backend, resolved)
     if per_layer or ops:
+        if resolved.is_onnx:
+            raise ConfigError(f"'{resolved.name}' is an ONNX graph: --per-layer and --ops need a PyTorch model")
         require_per_layer(backend)
     if ops and device != "cpu":
         raise DeviceError("--ops uses torch.profiler's CPU times; run it with --device cpu")
     get_runner(backend, device, threads=threads)  # fail early on a missing GPU or ONNX Runtime
 
-    model, name = as_model(cfg)
-    size = imgsz or default_imgsz(model)
-    x = example_input(model, size, name, batch)
+    model, name = resolved.model, resolved.name
+    size, x = _input_for(resolved, imgsz, batch)
     layers = op_breakdown = None
     if per_layer:
+        assert isinstance(model, nn.Module)
         layers = profile_layers(model, x, estimator=estimator, threads=threads, device=device, backend=backend,
                                 channels_last=channels_last, budget_s=budget_s, progress=progress)
         e2e, notes = layers.end_to_end, layers.warnings
@@ -344,26 +367,31 @@ def profile_model(cfg: Any, *, imgsz: int | None = None, device: str = "cpu", ba
                               device=device, threads=threads, channels_last=channels_last, progress=progress)
         e2e, notes = run.measurements[E2E], run.warnings
     if ops:
+        assert isinstance(model, nn.Module)
         op_breakdown = profile_ops(model, x, threads=threads, channels_last=channels_last, end_to_end=e2e)
     latency = pd.DataFrame([{"model": name, "imgsz": size, "batch": batch, **e2e.to_row()}])
-    return ProfileResult(name, size, latency, e2e, layers, op_breakdown, list(dict.fromkeys(e2e.warnings + notes)))
+    return ProfileResult(name, size, latency, e2e, layers, op_breakdown,
+                         list(dict.fromkeys(onnx_notes + e2e.warnings + notes)))
 
 
 def compare_models(cfg_a: Any, cfg_b: Any, *, imgsz: int | None = None, device: str = "cpu",
                    backend: str = "torch", threads: int = 1, estimator: str = DEFAULT_ESTIMATOR,
                    budget_s: float = 10.0, channels_last: bool = False, progress: bool = True) -> Comparison:
-    """Build two models (zoo names, YAML paths, dicts or modules) and time them interleaved on one input
-    size; see ``latlab compare``. ``imgsz`` defaults to the first model's default size and must suit both."""
+    """Load two models (any form of :mod:`latlab.ops.sources`, dicts or modules) and time them interleaved
+    on one input size; see ``latlab compare``. ``imgsz`` defaults to the first model's default size and must
+    suit both. When either is an ONNX file both are timed under ONNX Runtime."""
     check_estimator(estimator)
+    ra, rb = resolve_model(cfg_a), resolve_model(cfg_b)
+    backend, _ = _onnx_backend(backend, ra, rb)
     get_runner(backend, device, threads=threads)
 
-    (a, name_a), (b, name_b) = as_model(cfg_a), as_model(cfg_b)
+    name_a, name_b = ra.name, rb.name
     if name_a == name_b:
         name_a, name_b = f"A:{name_a}", f"B:{name_b}"
-    size = imgsz or default_imgsz(a)
-    x, xb = example_input(a, size, name_a), example_input(b, size, name_b)
+    size, x = _input_for(ra, imgsz)
+    _, xb = _input_for(rb, imgsz or size)
     if x.shape != xb.shape:
-        raise ConfigError(f"{name_a} takes {x.shape[1]} input channels, {name_b} {xb.shape[1]}: "
+        raise ConfigError(f"{name_a} takes input {tuple(x.shape)}, {name_b} {tuple(xb.shape)}: "
                           "compare needs models with the same input")
-    return compare(a, b, x, names=(name_a, name_b), budget_s=budget_s, estimator=estimator, backend=backend,
-                   device=device, threads=threads, channels_last=channels_last, progress=progress)
+    return compare(ra.model, rb.model, x, names=(name_a, name_b), budget_s=budget_s, estimator=estimator,
+                   backend=backend, device=device, threads=threads, channels_last=channels_last, progress=progress)
