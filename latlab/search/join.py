@@ -35,7 +35,7 @@ def _study_attrs(s: SearchSettings, space: SearchSpace, latency_source: str, fp:
         "train_budget": budget, "baselines": list(s.baselines), "estimator": s.estimator,
         "threads": s.threads, "device": s.device, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "param_encoding": ORDINAL, "objectives": list(s.study_objectives), "backend": s.backend,
-        "accuracy_estimator": identity,
+        "accuracy_estimator": identity, "train_devices": s.train_devices, "amp": s.amp, "workers": s.n_workers,
     }
 
 

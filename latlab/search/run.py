@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +62,10 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
     """Run (or resume, or join) a search study until ``n_trials`` search trials are finished (baselines
     not counted) or ``hours`` have passed; default 20 trials. Returns the study's trials table.
 
+    This process is one worker: it trains on ``settings.worker_device``. Several workers (this host's
+    :func:`latlab.search.workers.run_workers`, or the same command on other hosts with an RDB ``storage``)
+    run the same loop on the same study: Optuna's own distributed model.
+
     ``on_trial(record)`` is called after each trial this process ran (for progress displays);
     ``on_start(info)`` once the study is open.
     """
@@ -75,9 +78,6 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
         steady_cpu_allocator()  # before the fingerprint, which records it
     fp = device_fingerprint(s.threads, s.device)
     hw = hardware_key(fp)
-    if s.device.startswith("cuda"):
-        warnings.warn(f"--device {s.device} applies to latency only: candidates are trained on the CPU "
-                      "(the detection harness has no GPU path yet)", RuntimeWarning, stacklevel=2)
     if kind == "lut":
         predictor = load_lut_predictor(lut_path, imgsz=s.imgsz, threads=s.threads)  # type: ignore[arg-type]
         table = predictor.identity()
@@ -109,7 +109,8 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
         study.pruner = make_pruner(s.pruner, s.mode)
         if on_start is not None:
             on_start({"study": s.study_name, "storage": info.location, "kind": info.kind, "created": created,
-                      "trials_before": n_before, "target": n_target, "hardware_key": hw})
+                      "trials_before": n_before, "target": n_target, "hardware_key": hw, "worker": s.worker,
+                      "train_device": s.worker_device})
         # studies created before the ordinal encoding keep sampling categorically (Optuna refuses to mix
         # two distributions under one parameter name)
         encoding = study.user_attrs.get(ATTR + "param_encoding", CATEGORICAL)
