@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from latlab.detection.data import load_dataset, make_dataset
+from latlab.detection.device import AMP_MODES
 from latlab.detection.evaluate import evaluate_checkpoint
 from latlab.detection.synthetic import DEFAULT_PRESET, PRESETS
 from latlab.detection.train import train as train_fn
@@ -36,6 +37,11 @@ def data_make(
     console.print(json.dumps(summary, indent=2), highlight=False)
 
 
+TRAIN_DEVICE_HELP = "cpu, cuda, cuda:N or mps: where the model trains or evaluates."
+AMP_HELP = (f"Mixed precision: {', '.join(AMP_MODES)} (auto: fp16 with a GradScaler on CUDA, off on CPU/MPS; "
+            "bf16 on the CPU is opt-in).")
+
+
 def _metrics_table(title: str, metrics: dict) -> Table:
     table = Table(title=title)
     for col in ("class", "targets", "AP50", "AP50-95"):
@@ -60,11 +66,13 @@ def train(
     optimizer: str = typer.Option("AdamW", help="AdamW or SGD."),
     threads: int = typer.Option(None, help="torch threads (default: torch's choice)."),
     workers: int = typer.Option(0, help="DataLoader processes that decode the training images (0: none)."),
+    device: str = typer.Option("cpu", "--device", help=TRAIN_DEVICE_HELP),
+    amp: str = typer.Option("auto", "--amp", help=AMP_HELP),
 ) -> None:
     """Train a detector and write metrics.csv, final.json and checkpoints to results/train/NAME/."""
     result = train_fn(config, data=data, epochs=epochs, minutes=minutes, imgsz=imgsz, batch=batch, resume=resume,
-                      name=name, seed=seed, optimizer=optimizer, threads=threads,
-                      workers=workers)
+                      name=name, seed=seed, optimizer=optimizer, threads=threads, workers=workers, device=device,
+                      amp=amp)
     console.print(_metrics_table(f"{config}: {result.epochs} epochs, {result.wall_s:.0f} s "
                                  f"({result.images_per_s:.1f} img/s training)", result.metrics))
     console.print(f"results in [bold]{result.run_dir}[/]")
@@ -78,10 +86,12 @@ def val(
     batch: int = typer.Option(32, help="Batch size."),
     conf_thres: float = typer.Option(0.001, help="Confidence threshold."),
     iou_thres: float = typer.Option(0.6, help="NMS IoU threshold."),
+    device: str = typer.Option("cpu", "--device", help=TRAIN_DEVICE_HELP),
+    amp: str = typer.Option("auto", "--amp", help=AMP_HELP),
 ) -> None:
-    """Evaluate a checkpoint: mAP50, mAP50-95 and per-class AP (pycocotools)."""
+    """Evaluate a checkpoint (written on any device): mAP50, mAP50-95 and per-class AP (pycocotools)."""
     metrics = evaluate_checkpoint(config, weights, data=data, imgsz=imgsz, batch=batch, conf_thres=conf_thres,
-                                  iou_thres=iou_thres)
+                                  iou_thres=iou_thres, device=device, amp=amp)
     console.print(_metrics_table(f"{config} @ {weights}", metrics))
 
 

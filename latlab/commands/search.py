@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from latlab.commands.detection import AMP_HELP
 from latlab.commands.options import BACKEND_OPT, device_option
 from latlab.runs import RESULTS_ROOT
 from latlab.search.dashboard import DEFAULT_HOST, DEFAULT_PORT, serve_dashboard
@@ -19,9 +20,9 @@ from latlab.search.estimators import list_estimators
 from latlab.search.export import export_study, trials_frame
 from latlab.search.objective_registry import DEFAULT_OBJECTIVES, OBJECTIVES
 from latlab.search.records import TrialRecord
-from latlab.search.run import run_search
 from latlab.search.settings import DEFAULT_BASELINES, SearchSettings, parse_latency_budget
 from latlab.search.storage import load_search_study
+from latlab.search.workers import run_workers
 
 console = Console()
 search_app = typer.Typer(help="Latency-constrained / Pareto architecture search (Optuna).", no_args_is_help=True)
@@ -34,6 +35,33 @@ def _fmt(v: object, spec: str = ".4f") -> str:
         return format(v, spec)
     except (TypeError, ValueError):
         return str(v)
+
+
+class TrialPrinter:
+    """Prints the study's start and each trial with the best so far (one per worker process: picklable)."""
+
+    def __init__(self) -> None:
+        self.best: dict[str, float] = {}
+
+    def start(self, info: dict) -> None:
+        verb = "created" if info["created"] else f"joined ({info['trials_before']} trials so far)"
+        console.print(f"worker {info['worker']} ({escape(info['train_device'])}): study "
+                      f"[bold]{escape(info['study'])}[/] {verb} in {escape(info['storage'])} "
+                      f"(target {info['target'] or 'time budget'}, device key {info['hardware_key']})")
+
+    def __call__(self, r: TrialRecord) -> None:
+        best = self.best
+        tag = f"baseline {r.baseline}" if r.baseline else r.arch
+        value = r.map if not math.isnan(r.map) else r.accuracy_score
+        label = "mAP" if not math.isnan(r.map) or math.isnan(r.accuracy_score) else "score"
+        ok = r.state == "COMPLETE" and not r.baseline and r.feasible and not math.isnan(value)
+        if ok and value > best.get("map", -math.inf):
+            best.update(map=value, trial=r.number, latency=r.latency_ms)
+        so_far = (f"best {label} {best['map']:.4f} (trial {int(best['trial'])}, {best['latency']:.2f} ms)"
+                  if best else "no feasible trial yet")
+        note = f" [dim]{escape(r.note)}[/]" if r.note else ""
+        console.print(f"trial {r.number:>4} {r.state:<8} {_fmt(r.latency_ms, '.2f'):>7} ms  {label} {_fmt(value)}  "
+                      f"{escape(tag)}{note}  | {so_far}", highlight=False)
 
 
 def run(
@@ -51,14 +79,22 @@ def run(
     imgsz: int = typer.Option(160, "--imgsz", help="Input size for latency and training."),
     minutes: float = typer.Option(None, "--minutes", help="Training budget per trial in minutes."),
     epochs: int = typer.Option(None, "--epochs", help="Training budget per trial in epochs (default 3)."),
-    device: str = device_option(note="For latency (training stays on the CPU)."),
+    device: str = device_option(note="Where latency is measured (see --train-device for training)."),
     backend: str = BACKEND_OPT,
+    train_device: str = typer.Option(
+        "cpu", "--train-device",
+        help="Where candidates train: cpu, cuda, cuda:N or mps, or a comma list (cuda:0,1,2,3), one per worker."),
+    amp: str = typer.Option("auto", "--amp", help=AMP_HELP),
+    workers: int = typer.Option(None, "--workers",
+                                help="Local worker processes on the study (default: one per --train-device)."),
     latency: str = typer.Option("measured", "--latency", help="measured, or lut:FILE (latency table)."),
     sampler: str = typer.Option("auto", "--sampler",
                                 help="auto (gp for pareto, tpe for constrained), gp, tpe, nsga2 or random."),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue an existing study (error if absent)."),
-    threads: int = typer.Option(1, "--threads", help="Threads for latency measurement (recorded)."),
+    threads: int = typer.Option(1, "--threads",
+                                help="Threads for latency measurement (recorded); also each CPU worker's training "
+                                     "threads when --workers > 1."),
     data: str = typer.Option("builtin", "--data", help="'builtin' or a YOLO data YAML / VOC folder."),
     pruner: str = typer.Option("median", "--pruner", help="median, halving or none (constrained mode)."),
     baselines: str = typer.Option(",".join(DEFAULT_BASELINES), "--baselines",
@@ -80,32 +116,15 @@ def run(
         backend=backend, latency=latency, sampler=sampler, seed=seed, resume=resume, threads=threads, data=data,
         pruner=pruner,
         baselines=tuple(b for b in (x.strip() for x in baselines.split(",")) if b), batch=batch,
-        accuracy=accuracy, budget_from=budget_from)
+        accuracy=accuracy, budget_from=budget_from, train_device=train_device, amp=amp, workers=workers)
     extra = [o for o in objective if o not in (*DEFAULT_OBJECTIVES, "accuracy_score")]
     if extra:
         base = settings.default_objectives()  # ("latency_ms", the estimator's objective)
         settings.objectives = (*base, *(o for o in extra if o not in base))
-    best: dict[str, float] = {}
-
-    def on_start(info: dict) -> None:
-        verb = "created" if info["created"] else f"joined ({info['trials_before']} trials so far)"
-        console.print(f"study [bold]{escape(info['study'])}[/] {verb} in {escape(info['storage'])} "
-                      f"(target {info['target'] or 'time budget'}, device key {info['hardware_key']})")
-
-    def on_trial(r: TrialRecord) -> None:
-        tag = f"baseline {r.baseline}" if r.baseline else r.arch
-        value = r.map if not math.isnan(r.map) else r.accuracy_score
-        label = "mAP" if not math.isnan(r.map) or math.isnan(r.accuracy_score) else "score"
-        ok = r.state == "COMPLETE" and not r.baseline and r.feasible and not math.isnan(value)
-        if ok and value > best.get("map", -math.inf):
-            best.update(map=value, trial=r.number, latency=r.latency_ms)
-        so_far = (f"best {label} {best['map']:.4f} (trial {int(best['trial'])}, {best['latency']:.2f} ms)"
-                  if best else "no feasible trial yet")
-        note = f" [dim]{escape(r.note)}[/]" if r.note else ""
-        console.print(f"trial {r.number:>4} {r.state:<8} {_fmt(r.latency_ms, '.2f'):>7} ms  {label} {_fmt(value)}  "
-                      f"{escape(tag)}{note}  | {so_far}", highlight=False)
-
-    result = run_search(settings, on_trial=on_trial, on_start=on_start)
+    printer = TrialPrinter()
+    result = run_workers(settings, on_trial=printer, on_start=printer.start)
+    for note in result.worker_notes:
+        console.print(f"[yellow]warning:[/] {escape(note)}; the other workers recovered its trial")
     console.print(f"done: {result.n_run_here} trial(s) run here in {result.wall_s / 60:.1f} min; "
                   f"{len(result.trials)} in the study")
     if result.best:

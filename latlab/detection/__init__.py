@@ -5,7 +5,8 @@ Public entry points::
     from latlab.detection import make_dataset, load_dataset, train, evaluate, mean_average_precision
 
 Modules: ``synthetic`` (the shapes generator), ``data`` (datasets, loaders, label validation, letterbox),
-``augment``, ``loss`` (YOLOv5 loss), ``nms``, ``metrics``, ``evaluate``, ``checkpoint``, ``train``.
+``augment``, ``loss`` (YOLOv5 loss), ``nms``, ``metrics``, ``evaluate``, ``checkpoint``, ``device`` (where and in
+which precision to train), ``train``.
 """
 
 from latlab.detection.data import DetectionData, Split, load_dataset, make_dataset

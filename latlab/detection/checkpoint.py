@@ -5,6 +5,10 @@ optimizer state, the scheduler position (epoch, iteration, elapsed time), the RN
 and ``random`` (stored as tensors and plain Python values, which the safe unpickler accepts), the per-epoch
 history and the run's settings. ``save_checkpoint`` writes to a temporary file and renames it, so a
 process killed while saving leaves the previous checkpoint intact.
+
+Checkpoints are device-independent: every tensor is written as a CPU tensor and read back onto the CPU
+(``map_location``), so a run trained on a GPU evaluates or resumes on a CPU-only host and vice versa; the
+trainer moves the weights and the optimizer state onto its own device when it loads them.
 """
 
 from __future__ import annotations
@@ -40,18 +44,30 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
 
 
+def to_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor in it (nested dicts, lists, tuples) copied to the CPU, contiguous."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", memory_format=torch.contiguous_format)
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
 def save_checkpoint(path: Path | str, state: dict[str, Any]) -> Path:
-    """Write ``state`` with ``torch.save`` atomically (temp file + rename)."""
+    """Write ``state`` (its tensors on the CPU: :func:`to_cpu`) with ``torch.save`` atomically (temp file +
+    rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    torch.save(to_cpu(state), tmp)
     os.replace(tmp, path)
     return path
 
 
 def load_checkpoint(path: Path | str) -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)``."""
+    """Read a checkpoint with ``torch.load(weights_only=True)``, every tensor on the CPU."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")

@@ -2,6 +2,9 @@
 
 Boxes are compared in the letterboxed input space. Letterboxing is a uniform scale plus a shift, which
 leaves every IoU unchanged, so mAP equals the mAP in original image pixels.
+
+The forward pass runs where the model's weights are (``amp`` autocasts it there, :mod:`.device`); NMS and
+the metric run on the CPU.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from torch import nn
 
 from latlab.detection.checkpoint import load_checkpoint, weights_from
 from latlab.detection.data import DetectionData, LetterboxDataset, Split, collate, load_dataset
+from latlab.detection.device import model_device, parse_device
 from latlab.detection.loss import find_detect
 from latlab.detection.metrics import mean_average_precision
 from latlab.detection.nms import non_max_suppression
@@ -33,7 +37,7 @@ def cxcywh_to_xyxy_pixels(labels: torch.Tensor, imgsz: int) -> torch.Tensor:
 @torch.no_grad()
 def predict(model: nn.Module, imgs: torch.Tensor, *, conf_thres: float = 0.001, iou_thres: float = 0.6,
             max_det: int = 300) -> list[torch.Tensor]:
-    """Detections [n, 6] ``x1 y1 x2 y2 score cls`` per image of a float batch in [0, 1]."""
+    """Detections [n, 6] ``x1 y1 x2 y2 score cls`` (on the CPU) per image of a float batch in [0, 1]."""
     was_training = model.training
     model.eval()
     try:
@@ -42,16 +46,18 @@ def predict(model: nn.Module, imgs: torch.Tensor, *, conf_thres: float = 0.001, 
         model.train(was_training)
     if isinstance(out, (tuple, list)):
         out = out[0]
-    return non_max_suppression(out, conf_thres, iou_thres, max_det=max_det)
+    return non_max_suppression(out.float().cpu(), conf_thres, iou_thres, max_det=max_det)
 
 
 def evaluate(model: nn.Module, dataset: DetectionData | Split, *, split: str = "val", imgsz: int = 160,
              batch: int = 32, conf_thres: float = 0.001, iou_thres: float = 0.6, max_det: int = 300,
-             max_images: int | None = None) -> dict:
+             max_images: int | None = None, amp: str = "off") -> dict:
     """mAP of ``model`` on ``dataset``'s split; the dict of :func:`mean_average_precision`.
 
-    ``max_images`` evaluates only the first images of the split (fast intermediate checks).
+    ``max_images`` evaluates only the first images of the split (fast intermediate checks). The images go
+    to the device of ``model``'s weights; ``amp`` (``off``, ``auto``, ``fp16``, ``bf16``) autocasts there.
     """
+    dev = model_device(model, amp)
     names = None
     if isinstance(dataset, DetectionData):
         names = dataset.names
@@ -64,9 +70,11 @@ def evaluate(model: nn.Module, dataset: DetectionData | Split, *, split: str = "
     preds, targets = [], []
     for start in range(0, n, batch):
         imgs, labels = collate([ds[i] for i in range(start, min(n, start + batch))])
-        dets = predict(model, imgs.float() / 255, conf_thres=conf_thres, iou_thres=iou_thres, max_det=max_det)
+        with dev.autocast():
+            dets = predict(model, dev.batch(imgs).float() / 255, conf_thres=conf_thres, iou_thres=iou_thres,
+                           max_det=max_det)
         for k, det in enumerate(dets):
-            preds.append(det.cpu())
+            preds.append(det)
             targets.append(cxcywh_to_xyxy_pixels(labels[labels[:, 0] == k, 1:], imgsz))
     nc = len(names) if names is not None else int(find_detect(model).nc)
     return mean_average_precision(preds, targets, names=names, nc=nc)
@@ -75,8 +83,10 @@ def evaluate(model: nn.Module, dataset: DetectionData | Split, *, split: str = "
 def evaluate_checkpoint(cfg: str | Path | dict, weights: str | Path, *, data: str | Path | DetectionData = "builtin",
                         imgsz: int = 160, batch: int = 32, conf_thres: float = 0.001, iou_thres: float = 0.6,
                         prefer_ema: bool = True, width_multiple: float | None = None,
-                        depth_multiple: float | None = None) -> dict:
-    """Build ``cfg`` for ``data``'s classes, load ``weights`` (a latlab checkpoint or state dict), evaluate."""
+                        depth_multiple: float | None = None, device: str = "cpu", amp: str = "auto") -> dict:
+    """Build ``cfg`` for ``data``'s classes, load ``weights`` (a latlab checkpoint or state dict, written on
+    any device), evaluate on ``device`` with AMP ``amp`` (:func:`latlab.detection.device.parse_device`)."""
+    dev = parse_device(device, amp)  # a missing GPU fails before the data is loaded
     ds = data if isinstance(data, DetectionData) else load_dataset(data, imgsz=imgsz)
     ckpt = load_checkpoint(weights)
     if "nc" in ckpt and int(ckpt["nc"]) != ds.nc:
@@ -87,4 +97,6 @@ def evaluate_checkpoint(cfg: str | Path | dict, weights: str | Path, *, data: st
         model.load_state_dict(weights_from(ckpt, prefer_ema))
     except RuntimeError as exc:
         raise ConfigError(f"{weights}: weights do not fit model {cfg} ({str(exc).splitlines()[0]})") from exc
-    return evaluate(model, ds, imgsz=imgsz, batch=batch, conf_thres=conf_thres, iou_thres=iou_thres)
+    with dev.session():
+        return evaluate(dev.place(model), ds, imgsz=imgsz, batch=batch, conf_thres=conf_thres,
+                        iou_thres=iou_thres, amp=dev.amp)

@@ -84,8 +84,9 @@ class YoloLoss:
         hyp = hyp or LossHyp()
         self.hyp = hyp.scaled(self.nc, self.nl, imgsz) if autoscale else hyp
         self.balance = {3: [4.0, 1.0, 0.4]}.get(self.nl, [4.0, 1.0, 0.25, 0.06, 0.02])
-        self.bce_cls = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([self.hyp.cls_pw]))
-        self.bce_obj = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([self.hyp.obj_pw]))
+        dev = self.anchors.device  # the model's device: the loss runs where the predictions are
+        self.bce_cls = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([self.hyp.cls_pw], device=dev))
+        self.bce_obj = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([self.hyp.obj_pw], device=dev))
         eps = self.hyp.label_smoothing
         self.cp, self.cn = 1.0 - 0.5 * eps, 0.5 * eps
         self.gr = 1.0  # objectness target = IoU

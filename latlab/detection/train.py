@@ -1,4 +1,5 @@
-"""Train a detector YOLOv5-style on CPU: SGD/AdamW, warm-up, linear/cosine LR, EMA, checkpoints, resume.
+"""Train a detector YOLOv5-style on the CPU or a GPU: SGD/AdamW, warm-up, linear/cosine LR, EMA, AMP,
+checkpoints, resume.
 
 One function, :func:`train`, serves the CLI, notebooks and the architecture search:
 
@@ -10,6 +11,10 @@ One function, :func:`train`, serves the CLI, notebooks and the architecture sear
 - ``resume=True`` reloads ``last.pt`` and continues with the run's saved settings. Shuffling and
   augmentation are drawn from generators seeded by ``(seed, epoch, batch)`` and pending gradients are
   flushed at each epoch end, so a resumed run repeats the uninterrupted one.
+- ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``mps``) and ``amp`` choose where and in which precision the
+  model trains (:mod:`latlab.detection.device`: fp16 with a GradScaler on CUDA by default, cudnn.benchmark,
+  channels-last; bf16 on the CPU on request). Batches are drawn on the CPU and moved there; checkpoints
+  hold CPU tensors, so a run may resume or be evaluated on another device.
 
 Loss gains, augmentation, momentum 0.937, weight decay 5e-4, warm-up (bias lr 0.1, momentum 0.8, at least
 100 iterations), gradient-norm clip 10 and EMA (decay 0.9999, τ 2000) follow YOLOv5's
@@ -40,6 +45,7 @@ from torch import nn
 from latlab.detection.augment import AugmentConfig, augment_batch
 from latlab.detection.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from latlab.detection.data import Batch, BatchLoader, DetectionData, LetterboxDataset, collate, load_dataset
+from latlab.detection.device import parse_device
 from latlab.detection.evaluate import evaluate
 from latlab.detection.loss import LossHyp, YoloLoss, find_detect
 from latlab.errors import ConfigError
@@ -73,6 +79,8 @@ class TrainResult:
     images_per_s: float
     stopped_by: str
     model: nn.Module = field(repr=False)
+    device: str = "cpu"
+    amp: str = "off"
 
 
 class ModelEMA:
@@ -192,7 +200,7 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
           use_ema: bool = True, grad_clip: float = 10.0, hyp: LossHyp | None = None,
           augment: AugmentConfig | bool = True, val_every: int = 1, val_max_images: int | None = None,
           on_epoch_end: EpochHook | None = None, progress: bool | ProgressReporter = True,
-          threads: int | None = None, workers: int = 0,
+          threads: int | None = None, workers: int = 0, device: str = "cpu", amp: str = "auto",
           width_multiple: float | None = None, depth_multiple: float | None = None,
           data_kwargs: dict[str, Any] | None = None) -> TrainResult:
     """Train ``cfg_or_model`` (zoo name, YAML path, dict or a built detector) on ``data``.
@@ -202,6 +210,8 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
     ``meta.json``, ``last.pt`` and ``best.pt``. ``threads`` sets torch's intra-op thread count for the run
     (restored on return, also on errors); ``progress`` is True (rich bars), False or a ``ProgressReporter``.
     ``workers`` DataLoader processes decode and letterbox the training images (0: in this process).
+    ``device``/``amp``: where and in which precision to train (a missing GPU is a ``DeviceError`` before
+    anything is written); a built model passed in is moved there. A resumed run may use another device.
     """
     t_start = time.perf_counter()
     if epochs is not None and minutes is not None:
@@ -210,7 +220,8 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
         epochs = 10
     if (epochs is not None and epochs < 1) or (minutes is not None and minutes <= 0):
         raise ConfigError(f"epochs must be >= 1 and minutes > 0 (got epochs={epochs}, minutes={minutes})")
-    with torch_threads(threads or None):  # restored on return and on errors
+    dev = parse_device(device, amp)
+    with torch_threads(threads or None), dev.session():  # both restored on return and on errors
         run_dir = Path(out_dir) if out_dir is not None else new_run_dir("train", name)
         run_dir.mkdir(parents=True, exist_ok=True)
         last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
@@ -236,7 +247,7 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
 
         ds = data if isinstance(data, DetectionData) else load_dataset(data, imgsz=imgsz, **(data_kwargs or {}))
         _seed_all(seed)
-        model = _build(cfg_or_model, ds.nc, width_multiple, depth_multiple)
+        model = dev.place(_build(cfg_or_model, ds.nc, width_multiple, depth_multiple))
         det = find_detect(model)
         max_stride = int(det.stride.max())
         if imgsz % max_stride:
@@ -244,7 +255,7 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
         compute_loss = YoloLoss(model, hyp, imgsz=imgsz)
 
         train_set = LetterboxDataset(ds.train, imgsz)
-        loader = BatchLoader(train_set, batch, workers=workers)
+        loader = BatchLoader(train_set, batch, workers=workers, device=dev.name)
         n = len(train_set)
         nb = math.ceil(n / batch)
         nbs = s["nbs"] or batch
@@ -255,6 +266,7 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
         for gp in opt.param_groups:
             gp["initial_lr"] = lr_start
         ema = ModelEMA(model) if s["use_ema"] else None
+        scaler = dev.grad_scaler()
         nw = max(round(s["warmup_epochs"] * nb), 100) if s["warmup_epochs"] > 0 else 0
         total_iters = epochs * nb if epochs is not None else None
         budget_s = minutes * 60 if minutes is not None else None
@@ -270,14 +282,16 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
                     ema.updates = int(ckpt["ema_updates"])
             except RuntimeError as exc:
                 raise ConfigError(f"{last_path}: checkpoint does not fit this model ({str(exc).splitlines()[0]})") from exc
-            opt.load_state_dict(ckpt["optimizer"])
+            opt.load_state_dict(ckpt["optimizer"])  # moves the state onto the parameters' device
+            if dev.needs_scaler and ckpt.get("scaler"):
+                scaler.load_state_dict(ckpt["scaler"])
             start_epoch, ni, last_opt = int(ckpt["epoch"]) + 1, int(ckpt["iteration"]), int(ckpt["last_opt_step"])
             elapsed_before, train_s_before = float(ckpt["elapsed_s"]), float(ckpt["train_s"])
             history = [dict(r) for r in ckpt["history"]]
             best_fitness = float(ckpt["best_fitness"])
             set_rng_state(ckpt["rng"])
 
-        writer = RunWriter(run_dir, "train", threads=torch.get_num_threads())
+        writer = RunWriter(run_dir, "train", threads=torch.get_num_threads(), device=dev.name)
         t0 = time.perf_counter() - elapsed_before
 
         def elapsed() -> float:
@@ -300,7 +314,7 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
             while not done and (epochs is None or epoch < epochs):
                 model.train()
                 perm = epoch_order(n, seed, epoch)
-                sums = torch.zeros(3)
+                sums = torch.zeros(3, device=dev.torch_device)
                 n_iter = 0
                 partial = False
                 t_epoch = time.perf_counter()
@@ -308,6 +322,7 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
                     if not len(loaded):
                         continue  # every image of this batch was unreadable (warned and counted)
                     imgs, targets = scale_and_augment(loaded, epoch, bi, seed, aug)
+                    imgs, targets = dev.batch(imgs), targets.to(dev.torch_device)
                     p = progress_at(ni)
                     factor = lr_factor(p, s["lrf"], s["lr_schedule"])
                     warm = min(1.0, max(ni / nw, p / 0.2)) if nw else 1.0
@@ -325,11 +340,12 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
                             gp["lr"] = target
                             if "momentum" in gp:
                                 gp["momentum"] = s["momentum"]
-                    preds = model(imgs)
-                    loss, items = compute_loss(preds, targets)
-                    loss.backward()
+                    with dev.autocast():
+                        preds = model(imgs)
+                        loss, items = compute_loss(preds, targets)
+                    scaler.scale(loss).backward()
                     if ni - last_opt >= accumulate_now:
-                        _step(model, opt, ema, s["grad_clip"])
+                        _step(model, opt, ema, s["grad_clip"], scaler)
                         last_opt = ni
                     ni += 1
                     n_iter += 1
@@ -340,7 +356,7 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
                         done, partial = True, bi < nb - 1
                         break
                 if last_opt < ni - 1:  # flush accumulated gradients so an epoch boundary is a clean state
-                    _step(model, opt, ema, s["grad_clip"])
+                    _step(model, opt, ema, s["grad_clip"], scaler)
                     last_opt = ni - 1
                 train_s += time.perf_counter() - t_epoch
                 eval_model = ema.ema if ema is not None else model
@@ -351,7 +367,8 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
                                        "map50": float("nan"), "map": float("nan"), "train_s": train_s,
                                        "elapsed_s": 0.0, "partial": partial}
                 if is_last or (epoch + 1) % max(1, s["val_every"]) == 0:
-                    m = evaluate(eval_model, ds, imgsz=imgsz, max_images=None if is_last else s["val_max_images"])
+                    m = evaluate(eval_model, ds, imgsz=imgsz, max_images=None if is_last else s["val_max_images"],
+                                 amp=dev.amp)
                     row["map50"], row["map"] = m["map50"], m["map"]
                     final = m if is_last else None
                 row["elapsed_s"] = elapsed()
@@ -362,7 +379,8 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
                          "ema": ema.ema.state_dict() if ema is not None else None,
                          "ema_updates": ema.updates if ema is not None else 0, "optimizer": opt.state_dict(),
                          "history": history, "best_fitness": max(best_fitness, fitness), "settings": settings,
-                         "nc": ds.nc, "names": list(ds.names), "rng": rng_state()}
+                         "nc": ds.nc, "names": list(ds.names), "rng": rng_state(), "device": dev.name,
+                         "scaler": scaler.state_dict() if dev.needs_scaler else None}
                 save_checkpoint(last_path, state)
                 if fitness > best_fitness:
                     best_fitness = fitness
@@ -377,7 +395,7 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
 
         eval_model = ema.ema if ema is not None else model
         if final is None:
-            final = evaluate(eval_model, ds, imgsz=imgsz)
+            final = evaluate(eval_model, ds, imgsz=imgsz, amp=dev.amp)
         hist = pd.DataFrame(history, columns=HISTORY_COLUMNS)
         images_seen = int(hist["images"].sum()) if len(hist) else 0
         per_class = final.pop("per_class")
@@ -386,21 +404,27 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
         summary = {"map50": final["map50"], "map": final["map"], "map75": final["map75"], "epochs": len(history),
                    "stopped_by": stopped_by, "images_seen": images_seen, "train_s": train_s,
                    "images_per_s": images_seen / train_s if train_s > 0 else float("nan"), "wall_s": wall_s,
-                   "data": ds.summary(), "settings": settings, "params": sum(p.numel() for p in model.parameters())}
+                   "data": ds.summary(), "settings": settings, "params": sum(p.numel() for p in model.parameters()),
+                   "device": dev.name, "amp": dev.amp}
         (run_dir / "final.json").write_text(json.dumps(summary, indent=2, default=str))
         writer.write_meta(model=_describe(cfg_or_model), data=settings["data"], imgsz=imgsz, batch=batch,
-                          **ds.skip_counts())
+                          train_device=dev.name, amp=dev.amp, **ds.skip_counts())
         return TrainResult(name=run_dir.name, run_dir=run_dir, last=last_path,
                            best=best_path if best_path.exists() else None, epochs=len(history), map50=final["map50"],
                            map=final["map"], metrics={**final, "per_class": per_class}, history=hist,
                            per_class=per_class, wall_s=wall_s, train_s=train_s, images_seen=images_seen,
-                           images_per_s=summary["images_per_s"], stopped_by=stopped_by, model=eval_model)
+                           images_per_s=summary["images_per_s"], stopped_by=stopped_by, model=eval_model,
+                           device=dev.name, amp=dev.amp)
 
 
-def _step(model: nn.Module, opt: torch.optim.Optimizer, ema: ModelEMA | None, clip: float) -> None:
+def _step(model: nn.Module, opt: torch.optim.Optimizer, ema: ModelEMA | None, clip: float,
+          scaler: torch.amp.GradScaler) -> None:
+    """One optimizer step through ``scaler`` (a pass-through when disabled): unscale, clip, step, EMA."""
+    scaler.unscale_(opt)
     if clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip)
-    opt.step()
+    scaler.step(opt)
+    scaler.update()
     opt.zero_grad(set_to_none=False)
     if ema is not None:
         ema.update(model)

@@ -21,7 +21,7 @@ from latlab.ops.builder import build_model, load_config
 from latlab.search.estimators import AccuracyEstimator
 from latlab.search.liveness import owner
 from latlab.search.objective_registry import Objective
-from latlab.search.objectives import LatencyEstimate, count_candidate, remove_dir
+from latlab.search.objectives import LatencyEstimate, TimingLock, count_candidate, remove_dir
 from latlab.search.records import is_baseline
 from latlab.search.settings import SearchSettings
 from latlab.search.space import ORDINAL, SearchSpace, arch_hash
@@ -52,6 +52,9 @@ class TrialEvaluator:
         self.multi = settings.mode == "pareto"
         self.objectives = list(objectives)
         self.trains = accuracy.spec.kind in ("training", "composite")
+        self.train_device = settings.worker_device
+        # a GPU that trains is not timed meanwhile: the training holds the GPU's timing lock shared
+        self.train_lock = TimingLock(device=self.train_device) if self.train_device != "cpu" else None
 
     def _values(self, attrs: dict[str, Any]) -> TrialValue:
         values = tuple(o.value(attrs) for o in self.objectives)
@@ -131,7 +134,11 @@ class TrialEvaluator:
             return False
 
         score = self.accuracy.estimate_baseline if baseline else self.accuracy.estimate
-        est = score(cfg, out_dir=out_dir, on_epoch_end=hook if self.trains else None)
+        if self.trains:
+            put("train_device", self.train_device)
+        busy = self.train_lock.training() if self.trains and self.train_lock else contextlib.nullcontext()
+        with busy:
+            est = score(cfg, out_dir=out_dir, on_epoch_end=hook if self.trains else None)
         put("accuracy_estimator", self.s.accuracy)
         if math.isfinite(est.score):
             put("accuracy_score", float(est.score))

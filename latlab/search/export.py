@@ -216,6 +216,7 @@ def export_study(study: optuna.Study, out_dir: Path | str | None = None, *, stor
                       latency_source=attrs.get("latlab.latency_source"), imgsz=attrs.get("latlab.imgsz"),
                       latency_budget_ms=attrs.get("latlab.latency_budget_ms"),
                       train_budget=attrs.get("latlab.train_budget"),
+                      train_devices=attrs.get("latlab.train_devices", ["cpu"]),
                       accuracy_estimator=attrs.get("latlab.accuracy_estimator",
                                                    {"estimator": "train", "arg": None}),
                       space_name=attrs.get("latlab.space_name"),

@@ -31,11 +31,12 @@ def _study_attrs(s: SearchSettings, space: SearchSpace, latency_source: str, fp:
         "mode": s.mode, "imgsz": s.imgsz, "latency_source": latency_source,
         "latency_kind": "lut" if latency_source.startswith("lut:") else "measured",
         "hardware_key": hw, "fingerprint": fp, "space_hash": space.space_hash, "space": space.raw,
-        "space_name": space.name, "latency_budget_ms": s.latency_budget_ms, "nc": space.nc,
+        "space_name": space.name, "latency_budget_ms": s.latency_budget_ms, "budget_from": s.budget_from,
+        "nc": space.nc,
         "train_budget": budget, "baselines": list(s.baselines), "estimator": s.estimator,
         "threads": s.threads, "device": s.device, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "param_encoding": ORDINAL, "objectives": list(s.study_objectives), "backend": s.backend,
-        "accuracy_estimator": identity,
+        "accuracy_estimator": identity, "train_devices": s.train_devices, "amp": s.amp, "workers": s.n_workers,
     }
 
 
@@ -43,7 +44,8 @@ def _study_attrs(s: SearchSettings, space: SearchSpace, latency_source: str, fp:
 # the value a study made before the attribute existed stands for.
 _MUST_MATCH: dict[str, Any] = {k: None for k in ("mode", "imgsz", "latency_kind", "latency_source", "space_hash",
                                                  "latency_budget_ms", "nc", "train_budget", "estimator")}
-_MUST_MATCH.update(objectives=list(DEFAULT_OBJECTIVES), backend="torch", accuracy_estimator=DEFAULT_ACCURACY)
+_MUST_MATCH.update(objectives=list(DEFAULT_OBJECTIVES), backend="torch", accuracy_estimator=DEFAULT_ACCURACY,
+                   budget_from=None)
 
 
 def _check_join(name: str, existing: dict[str, Any], mine: dict[str, Any], location: str) -> None:
@@ -62,6 +64,8 @@ def _check_join(name: str, existing: dict[str, Any], mine: dict[str, Any], locat
             "different devices must not be mixed: use another --study name, or --latency lut:FILE")
     diffs = []
     for k, default in _MUST_MATCH.items():
+        if k == "latency_budget_ms" and mine.get("budget_from") is not None:
+            continue  # measured by whichever worker created the study; this run adopts it (run._adopt_budget)
         theirs, ours = existing.get(ATTR + k, default), mine.get(k, default)
         if theirs != json.loads(json.dumps(ours)):
             diffs.append(f"{k}: study has {theirs!r}, this run {ours!r}")

@@ -3,8 +3,9 @@
 - :class:`MeasuredLatency` times a built model on a registered backend (``--backend``, default eager
   torch) with the profiling core's interleaved engine (``run_interleaved``: one input of ``1×3×imgsz×imgsz``, fixed thread count, low-percentile estimator with a
   95 % CI, median beside it, latency at the machine's reference speed so trials timed an hour apart
-  compare). A :class:`TimingLock` (``fcntl`` on a host-wide file) makes sure two search workers on one host
-  never time at the same moment; training may overlap.
+  compare). A :class:`TimingLock` (``fcntl`` on a host-wide file per device) makes sure two search workers
+  on one host never time on one device at the same moment. CPU training may overlap CPU timing; a GPU is
+  timed only while no worker trains on it (trainers hold the GPU's lock shared, timing holds it exclusive).
 - ``lut:FILE`` latency comes from a :class:`LatencyPredictor` (the latency-table work implements it as
   ``latlab.lut.load_predictor(path)``).
 - :func:`count_candidate` stores ``params``, ``madds``, ``flops`` and ``mac_bytes`` from the counter.
@@ -29,6 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 from torch import nn
 
 from latlab.detection.data import DetectionData, load_dataset
+from latlab.detection.device import parse_device
 from latlab.detection.train import train
 from latlab.errors import SearchError
 from latlab.inputs import example_input
@@ -88,24 +90,35 @@ def load_lut_predictor(path: str | Path, *, imgsz: int, threads: int | None = No
 
 
 class TimingLock:
-    """Host-wide exclusive lock (``fcntl.flock``) held while a worker times a model.
+    """Host-wide lock (``fcntl.flock``) of one device: held exclusively while a worker times a model on it,
+    shared while a worker trains on it (GPUs; see the module docstring).
 
-    The path defaults to ``$LATLAB_TIMING_LOCK`` or ``<tmp>/latlab-timing.lock``; every worker on a host
-    must use the same file.
+    The CPU's path is ``$LATLAB_TIMING_LOCK`` or ``<tmp>/latlab-timing.lock``; a GPU's is that path with the
+    GPU's key appended (``latlab-timing-cuda-<uuid>.lock``). Every worker on a host must use the same files.
     """
 
-    def __init__(self, path: str | Path | None = None):
-        self.path = Path(path or os.environ.get("LATLAB_TIMING_LOCK") or DEFAULT_LOCK)
+    def __init__(self, path: str | Path | None = None, device: str = "cpu"):
+        base = Path(path or os.environ.get("LATLAB_TIMING_LOCK") or DEFAULT_LOCK)
+        key = parse_device(device, "off").lock_key
+        self.path = base if key == "cpu" else base.with_name(f"{base.stem}-{key}{base.suffix}")
 
     @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
+    def _flock(self, mode: int) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            fcntl.flock(fh.fileno(), mode)
             try:
                 yield
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def hold(self) -> contextlib.AbstractContextManager[None]:
+        """Exclusive: time on this device (waits for other timings and for trainings on it)."""
+        return self._flock(fcntl.LOCK_EX)
+
+    def training(self) -> contextlib.AbstractContextManager[None]:
+        """Shared: train on this device (several trainings may overlap; a timing waits for them)."""
+        return self._flock(fcntl.LOCK_SH)
 
 
 class MeasuredLatency:
@@ -119,7 +132,7 @@ class MeasuredLatency:
         self.imgsz, self.device, self.threads, self.backend = imgsz, device, threads, backend
         self.estimator, self.target_ci = estimator, target_ci
         self.min_rounds, self.max_time_s = min_rounds, max_time_s
-        self.lock = lock or TimingLock()
+        self.lock = lock or TimingLock(device=device)
         self.source = "measured"
 
     def __call__(self, model: nn.Module, cfg: dict[str, Any] | None = None) -> LatencyEstimate:
@@ -211,7 +224,7 @@ class TrainedAccuracy:
     def __init__(self, *, data: str | Path = "builtin", imgsz: int = 160, epochs: int | None = None,
                  minutes: float | None = None, batch: int = 16, seed: int = 0,
                  data_kwargs: dict[str, Any] | None = None, keep_weights: bool = False,
-                 val_max_images: int | None = None):
+                 val_max_images: int | None = None, device: str = "cpu", amp: str = "auto"):
         if epochs is None and minutes is None:
             epochs = 3
         if epochs is not None and minutes is not None:
@@ -222,6 +235,7 @@ class TrainedAccuracy:
         self.batch, self.seed, self.keep_weights = batch, seed, keep_weights
         self.data_kwargs = dict(data_kwargs or {})
         self.val_max_images = val_max_images
+        self.device, self.amp = device, amp
 
     @property
     def dataset(self) -> DetectionData:
@@ -240,7 +254,7 @@ class TrainedAccuracy:
                  ) -> AccuracyResult:
         res = train(cfg, data=self.dataset, epochs=self.epochs, minutes=self.minutes, imgsz=self.imgsz,
                     batch=self.batch, out_dir=out_dir, seed=self.seed, on_epoch_end=on_epoch_end,
-                    progress=False, val_max_images=self.val_max_images)
+                    progress=False, val_max_images=self.val_max_images, device=self.device, amp=self.amp)
         if not self.keep_weights:
             for name in ("last.pt", "best.pt"):
                 with contextlib.suppress(OSError):

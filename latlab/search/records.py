@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ class SearchResult:
     trials: Any
     best: dict[str, Any] | None
     wall_s: float
+    worker_notes: list[str] = field(default_factory=list)
 
 
 def is_baseline(t: FrozenTrial) -> bool:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -65,6 +64,10 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
     """Run (or resume, or join) a search study until ``n_trials`` search trials are finished (baselines
     not counted) or ``hours`` have passed; default 20 trials. Returns the study's trials table.
 
+    This process is one worker: it trains on ``settings.worker_device``. Several workers (this host's
+    :func:`latlab.search.workers.run_workers`, or the same command on other hosts with an RDB ``storage``)
+    run the same loop on the same study: Optuna's own distributed model.
+
     ``on_trial(record)`` is called after each trial this process ran (for progress displays);
     ``on_start(info)`` once the study is open.
     """
@@ -77,9 +80,6 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
         steady_cpu_allocator()  # before the fingerprint, which records it
     fp = device_fingerprint(s.threads, s.device)
     hw = hardware_key(fp)
-    if s.device.startswith("cuda"):
-        warnings.warn(f"--device {s.device} applies to latency only: candidates are trained on the CPU "
-                      "(the detection harness has no GPU path yet)", RuntimeWarning, stacklevel=2)
     if kind == "lut":
         predictor = load_lut_predictor(lut_path, imgsz=s.imgsz, threads=s.threads)  # type: ignore[arg-type]
         table = predictor.identity()
@@ -105,6 +105,8 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
     attrs["budget_measurement"] = premeasured
     with quiet_optuna():
         study, created = _open_study(s, info, attrs)
+        if s.budget_from is not None and not created:
+            s, premeasured = _adopt_budget(s, study.user_attrs)  # another worker created it first
         if created:
             for name in s.baselines:
                 study.enqueue_trial({}, user_attrs={"baseline": name})
@@ -115,7 +117,8 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
         study.pruner = make_pruner(s.pruner, s.mode)
         if on_start is not None:
             on_start({"study": s.study_name, "storage": info.location, "kind": info.kind, "created": created,
-                      "trials_before": n_before, "target": n_target, "hardware_key": hw})
+                      "trials_before": n_before, "target": n_target, "hardware_key": hw, "worker": s.worker,
+                      "train_device": s.worker_device})
         # studies created before the ordinal encoding keep sampling categorically (Optuna refuses to mix
         # two distributions under one parameter name)
         encoding = study.user_attrs.get(ATTR + "param_encoding", CATEGORICAL)
@@ -169,15 +172,21 @@ def _budget_from_baseline(s: SearchSettings, info: StorageInfo, latency: Callabl
     study this run joins); the returned attrs are reused for that baseline's trial, so the model that defines
     the budget is judged by the very measurement the budget came from."""
     existing = _load_existing(s.study_name, info)
-    stored = existing.user_attrs if existing is not None else {}
-    if stored.get(ATTR + "latency_budget_ms") is not None:
-        premeasured = stored.get(ATTR + "budget_measurement") or {}
-        return replace(s, latency_budget_ms=float(stored[ATTR + "latency_budget_ms"])), premeasured
+    if existing is not None and existing.user_attrs.get(ATTR + "latency_budget_ms") is not None:
+        return _adopt_budget(s, existing.user_attrs)
     name = s.budget_from
     assert name is not None
     cfg = baseline_cfg(name, nc)
     measured = latency(build_model(cfg, nc=nc), cfg).attrs()
     return replace(s, latency_budget_ms=float(measured["latency_ms"])), {name: measured}
+
+
+def _adopt_budget(s: SearchSettings, stored: dict[str, Any]) -> tuple[SearchSettings, dict[str, dict[str, Any]]]:
+    """The budget and the baseline measurement it came from, as the study records them."""
+    budget = stored.get(ATTR + "latency_budget_ms")
+    if budget is None:
+        raise SearchError(f"study {s.study_name!r} has no latency budget to adopt for --budget-from {s.budget_from}")
+    return replace(s, latency_budget_ms=float(budget)), dict(stored.get(ATTR + "budget_measurement") or {})
 
 
 def _counts(study: optuna.Study) -> dict[str, int]:

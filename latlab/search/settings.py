@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from latlab.errors import SearchError
+from latlab.detection.device import parse_device, parse_devices
+from latlab.errors import DeviceError, SearchError
 from latlab.ops.zoo import SEED_DETECTORS
 from latlab.runs import RESULTS_ROOT
 from latlab.search.estimators import (
@@ -54,7 +53,11 @@ class SearchSettings:
     ``accuracy`` names the accuracy estimator (:mod:`latlab.search.estimators`, ``NAME`` or ``NAME:ARG``);
     ``objectives=None`` means ``("latency_ms", <the estimator's objective>)``: ``map`` for ``train``.
     ``budget_from`` names a baseline whose latency, measured once by the search itself, is the budget: that
-    baseline is judged by the same measurement, so it is feasible by construction."""
+    baseline is judged by the same measurement, so it is feasible by construction.
+
+    ``device``/``backend`` are where latency is measured; ``train_device`` (one device or a comma list,
+    ``cuda:0,1,2,3``) and ``amp`` where and how candidates train. ``workers`` local worker processes share
+    the study (None: one per listed train device); worker ``worker`` trains on device ``worker mod len``."""
 
     mode: str = "constrained"
     latency_budget_ms: float | None = None
@@ -87,6 +90,10 @@ class SearchSettings:
     backend: str = "torch"
     accuracy: str = "train"
     budget_from: str | None = None
+    train_device: str = "cpu"
+    amp: str = "auto"
+    workers: int | None = None
+    worker: int = 0
 
     def check(self) -> None:
         """Raise ``SearchError`` for inconsistent settings before anything is opened or run."""
@@ -115,10 +122,11 @@ class SearchSettings:
             raise SearchError(f"threads must be >= 1, got {self.threads}")
         if self.epochs is not None and self.minutes is not None:
             raise SearchError("give --epochs or --minutes (the per-trial training budget), not both")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise SearchError(f"--device {self.device!r}: expected cpu or cuda")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise SearchError(f"--device {self.device}: no CUDA device is available on this host")
+        if self.workers is not None and self.workers < 1:
+            raise SearchError(f"--workers {self.workers}: expected at least 1 worker process")
+        if parse_device(self.device, "off", option="--device").kind.name not in ("cpu", "cuda"):
+            raise DeviceError(f"--device {self.device}: latency is measured on cpu or cuda")
+        parse_devices(self.train_device, self.amp, option="--train-device")
         parse_latency_source(self.latency)
         self.make_accuracy()  # an unknown estimator fails here, before any study is opened
         resolve(self.study_objectives)
@@ -133,7 +141,33 @@ class SearchSettings:
         """What the accuracy estimator gets: data, image size, budget, seed (``nc``: the head's classes)."""
         return EstimatorContext(data=self.data, data_kwargs=dict(self.data_kwargs), imgsz=self.imgsz, nc=nc,
                                 seed=self.seed, epochs=self.epochs, minutes=self.minutes, batch=self.batch,
-                                val_max_images=self.val_max_images, keep_weights=self.keep_weights)
+                                val_max_images=self.val_max_images, keep_weights=self.keep_weights,
+                                threads=self.train_threads, device=self.worker_device, amp=self.amp)
+
+    @property
+    def train_devices(self) -> list[str]:
+        """The train devices, canonical (``cuda`` → ``cuda:0``), in the order workers take them."""
+        return [d.name for d in parse_devices(self.train_device, self.amp, option="--train-device")]
+
+    @property
+    def n_workers(self) -> int:
+        """Local worker processes: ``workers``, else one per listed train device."""
+        return self.workers if self.workers is not None else len(self.train_devices)
+
+    @property
+    def worker_device(self) -> str:
+        """The device this worker (``worker``) trains on: round-robin over :attr:`train_devices`."""
+        devices = self.train_devices
+        return devices[self.worker % len(devices)]
+
+    @property
+    def train_threads(self) -> int | None:
+        """Training threads: ``threads`` for each of several CPU workers, else torch's choice."""
+        return self.threads if self.n_workers > 1 and self.worker_device == "cpu" else None
+
+    def for_worker(self, index: int) -> SearchSettings:
+        """These settings for local worker ``index`` (its train device: :attr:`worker_device`)."""
+        return replace(self, worker=index)
 
     def make_accuracy(self, nc: int | None = None) -> AccuracyEstimator:
         """The accuracy estimator ``accuracy`` names (an unknown name is a one-line ``SearchError``)."""

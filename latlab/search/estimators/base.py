@@ -62,7 +62,7 @@ class EstimatorContext:
 
     ``data``/``data_kwargs`` are what :func:`latlab.detection.data.load_dataset` takes; ``epochs``/``minutes``
     the training budget of estimators that train; ``threads`` the intra-op threads they use; ``keep_weights``
-    whether a training keeps its checkpoints."""
+    whether a training keeps its checkpoints; ``device``/``amp`` where and in which precision it trains."""
 
     data: str | Path = "builtin"
     data_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -75,6 +75,8 @@ class EstimatorContext:
     val_max_images: int | None = None
     threads: int | None = None
     keep_weights: bool = False
+    device: str = "cpu"
+    amp: str = "auto"
 
 
 @dataclass

@@ -36,7 +36,8 @@ class TrainEstimator(AccuracyEstimator):
         super().__init__(ctx, arg)
         self.trainer = TrainedAccuracy(data=ctx.data, imgsz=ctx.imgsz, epochs=ctx.epochs, minutes=ctx.minutes,
                                        batch=ctx.batch, seed=ctx.seed, data_kwargs=ctx.data_kwargs,
-                                       keep_weights=ctx.keep_weights, val_max_images=ctx.val_max_images)
+                                       keep_weights=ctx.keep_weights, val_max_images=ctx.val_max_images,
+                                       device=ctx.device, amp=ctx.amp)
 
     @property
     def nc(self) -> int:
