@@ -186,9 +186,10 @@ def _check_item(kit_root, spec, where, name_field):
         _check(isinstance(weights, dict) and _is_int(weights.get("floats")), f"{where}.weights",
                '{"file": "NAME.bin", "floats": int >= 0}', weights)
         name = weights.get("file")
-        _check(isinstance(name, str) and name.endswith(".bin") and name == Path(name).name,
-               f"{where}.weights.file", "a plain NAME.bin file name (it sits next to its ONNX file)", name)
+        _check(isinstance(name, str), f"{where}.weights.file", "a file name", name)
         inside(kit_root, str(Path(spec["file"]).parent / name), f"{where}.weights.file")
+        _check(name.endswith(".bin") and name == Path(name).name, f"{where}.weights.file",
+               "a plain NAME.bin file name (it sits next to its ONNX file)", name)
 
 
 def read_manifest(kit):
