@@ -83,30 +83,35 @@ def open_storage(spec: str | None, study: str, root: Path | str = RESULTS_ROOT, 
 def repair_journal(path: Path) -> bool:
     """Cut a torn last line of the journal at ``path`` (after a copy to ``<path>.bak``), under the lock Optuna's
     writers hold while appending; a complete line that is not a journal record raises ``SearchError``.
-    True when the file was repaired."""
-    if not path.is_file():
+    True when the file was repaired. A sound journal is only read (no lock, so read-only folders work)."""
+    if not path.is_file() or _journal_problem(path.read_bytes(), path) is None:
         return False
     lock = JournalFileSymlinkLock(str(path))
     lock.acquire()
     try:
-        data = path.read_bytes()
-        torn = bool(data) and not data.endswith(b"\n")
-        lines = data.split(b"\n")[:-1]  # complete lines only: a torn tail has no newline
-        for i, line in enumerate(lines):
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                rec = None
-            if not isinstance(rec, dict) or "op_code" not in rec:
-                raise SearchError(f"{path}: line {i + 1} is not an Optuna journal record (corrupt journal: "
-                                  f"{line[:60].decode(errors='replace')!r}); restore a backup, or move the file "
-                                  "away to start the study over")
-        if torn:
-            shutil.copyfile(path, path.with_name(path.name + ".bak"))
-            repair_tail(path)
-        return torn
+        data = path.read_bytes()  # again, under the lock: a writer may have finished its line meanwhile
+        if _journal_problem(data, path) is None:
+            return False
+        shutil.copyfile(path, path.with_name(path.name + ".bak"))
+        repair_tail(path)
+        return True
     finally:
         lock.release()
+
+
+def _journal_problem(data: bytes, path: Path) -> str | None:
+    """``"torn"`` when the last line lacks its newline, None when the journal is sound; ``SearchError`` for a
+    complete line that is not a journal record."""
+    for i, line in enumerate(data.split(b"\n")[:-1]):  # complete lines only: a torn tail has no newline
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            rec = None
+        if not isinstance(rec, dict) or "op_code" not in rec:
+            raise SearchError(f"{path}: line {i + 1} is not an Optuna journal record (corrupt journal: "
+                              f"{line[:60].decode(errors='replace')!r}); restore a backup, or move the file "
+                              "away to start the study over")
+    return "torn" if data and not data.endswith(b"\n") else None
 
 
 def _open_rdb(url: str) -> StorageInfo:
