@@ -1,7 +1,8 @@
 """The ``latlab`` command line: a thin typer app over library calls.
 
 Each area registers its commands from ``latlab/commands/<area>.py`` (``register(app)``), so every command
-is parse args → one library call → print or save. ``LatlabError`` becomes one red line and exit code 2.
+is parse args → one library call → print or save. ``LatlabError`` becomes one red line and exit code 2
+(an ``Interrupted`` one, a command stopped cleanly by Ctrl-C, 130).
 """
 
 from __future__ import annotations
@@ -54,12 +55,12 @@ _register_all()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app; a ``LatlabError`` becomes one red line and exit code 2."""
+    """Entry point: run the app; a ``LatlabError`` becomes one red line and exit code 2 (Ctrl-C: 130)."""
     try:
         app(args=argv, standalone_mode=True)
     except LatlabError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return 2
+        return getattr(exc, "exit_code", 2)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0

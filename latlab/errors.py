@@ -50,3 +50,9 @@ class SearchError(LatlabError):
 
 class TableError(LatlabError):
     """A latency table is corrupt, incompatible or missing an entry."""
+
+
+class Interrupted(LatlabError):
+    """The user stopped a command (Ctrl-C); it cleaned up and says how to continue. Exit code 130."""
+
+    exit_code = 130

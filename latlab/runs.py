@@ -6,9 +6,13 @@ comparison) knows what produced the numbers. Nothing downstream re-measures what
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,19 +20,63 @@ from typing import Any
 import pandas as pd
 
 from latlab import __version__
+from latlab.errors import ConfigError
 from latlab.fingerprint import device_fingerprint
 
 RESULTS_ROOT = Path("results")
 META_NAME = "meta.json"
 
 
-def new_run_dir(job: str, name: str | None = None, root: Path | str | None = None) -> Path:
-    """Create ``<root>/<job>/<name or timestamp>/`` and return it."""
-    base = Path(root) if root is not None else RESULTS_ROOT
-    stamp = name or time.strftime("%Y%m%d-%H%M%S")
-    path = base / job / stamp
-    path.mkdir(parents=True, exist_ok=True)
+def new_run_dir(job: str, name: str | None = None, root: Path | str | None = None, *, prefix: str = "",
+                resume: bool = False, force: bool = False) -> Path:
+    """Create the run folder ``<root>/<job>/<name>`` (or ``<prefix><timestamp>``) and return it.
+
+    A timestamped folder is new by construction: it is made with ``mkdir`` without ``exist_ok`` and gets a
+    ``-2``, ``-3`` ... suffix when another run took the same second, so two runs never share one. A ``name``
+    that exists is refused (one line) unless ``resume`` (continue it as it is; it must exist) or ``force``
+    (its old contents are deleted first).
+    """
+    base = (Path(root) if root is not None else RESULTS_ROOT) / job
+    if name is None:
+        if resume:
+            raise ConfigError("resume needs the name of the run to continue (--name)")
+        base.mkdir(parents=True, exist_ok=True)
+        stamp = prefix + time.strftime("%Y%m%d-%H%M%S")
+        for n in itertools.count(1):
+            path = base / (stamp if n == 1 else f"{stamp}-{n}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+    if not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise ConfigError(f"run name {name!r}: expected a plain folder name (no '/', '\\' or '..')")
+    path = base / name
+    if resume:
+        if not path.is_dir():
+            raise ConfigError(f"{path}: no such run to resume (check --name)")
+        return path
+    if force and path.is_dir():
+        shutil.rmtree(path)
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        raise ConfigError(f"{path}: a run of that name exists; pass --resume to continue it, --force to "
+                          "overwrite it, or choose another --name") from None
     return path
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(path: Path) -> Iterator[Path]:
+    """Yield ``path``; when the block fails (Ctrl-C included) and left the folder empty, remove it, so a failed
+    command leaves no empty run folder behind. A folder with anything in it is kept."""
+    try:
+        yield path
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.rmdir()  # only an empty folder
+        raise
 
 
 @dataclass

@@ -61,7 +61,9 @@ def train(
     imgsz: int = typer.Option(160, help="Square input size."),
     batch: int = typer.Option(16, help="Batch size."),
     resume: bool = typer.Option(False, help="Continue results/train/NAME from its last checkpoint."),
-    name: str = typer.Option(None, help="Run name (folder under results/train/)."),
+    name: str = typer.Option(None, help="Run name (folder under results/train/); an existing one is refused "
+                                        "unless --resume or --force."),
+    force: bool = typer.Option(False, "--force", help="Overwrite the run called --name (its old files are deleted)."),
     seed: int = typer.Option(0, help="Random seed."),
     optimizer: str = typer.Option("AdamW", help="AdamW or SGD."),
     threads: int = typer.Option(None, help="torch threads (default: torch's choice)."),
@@ -71,8 +73,8 @@ def train(
 ) -> None:
     """Train a detector and write metrics.csv, final.json and checkpoints to results/train/NAME/."""
     result = train_fn(config, data=data, epochs=epochs, minutes=minutes, imgsz=imgsz, batch=batch, resume=resume,
-                      name=name, seed=seed, optimizer=optimizer, threads=threads, workers=workers, device=device,
-                      amp=amp)
+                      name=name, force=force, seed=seed, optimizer=optimizer, threads=threads, workers=workers,
+                      device=device, amp=amp)
     console.print(_metrics_table(f"{config}: {result.epochs} epochs, {result.wall_s:.0f} s "
                                  f"({result.images_per_s:.1f} img/s training)", result.metrics))
     console.print(f"results in [bold]{result.run_dir}[/]")

@@ -15,6 +15,7 @@ from latlab.report import build_report
 from latlab.report.loaders import KIND_TITLES
 
 console = Console()
+err_console = Console(stderr=True)
 
 
 def report(
@@ -29,6 +30,9 @@ def report(
         console.print(f"{KIND_TITLES[kind]}: {n} run(s) → {escape(str(path))}")
     for path, why in rep.skipped:
         console.print(f"[yellow]skipped[/] {escape(str(path))}: {escape(why)}")
+    for path, why in rep.unreadable:
+        err_console.print(f"[yellow]warning:[/] {escape(str(path))} could not be read ({escape(why)}); "
+                          "its tables are missing from the report", highlight=False, soft_wrap=True)
     console.print(f"report: {escape(str(rep.index))}")
 
 

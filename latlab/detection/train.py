@@ -51,7 +51,7 @@ from latlab.detection.loss import LossHyp, YoloLoss, find_detect
 from latlab.errors import ConfigError
 from latlab.ops.builder import build_model
 from latlab.progress import ProgressReporter, ProgressTask, as_progress
-from latlab.runs import RunWriter, new_run_dir
+from latlab.runs import RunWriter, new_run_dir, removed_if_left_empty
 from latlab.threads import torch_threads
 
 HISTORY_COLUMNS = ["epoch", "iterations", "images", "box_loss", "obj_loss", "cls_loss", "lr", "map50", "map",
@@ -194,7 +194,8 @@ def scale_and_augment(loaded: Batch, epoch: int, bi: int, seed: int, aug: Augmen
 
 def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | DetectionData = "builtin",
           epochs: int | None = None, minutes: float | None = None, imgsz: int = 160, batch: int = 16,
-          resume: bool = False, out_dir: Path | str | None = None, name: str | None = None, seed: int = 0,
+          resume: bool = False, out_dir: Path | str | None = None, name: str | None = None, force: bool = False,
+          seed: int = 0,
           optimizer: str = "AdamW", lr0: float | None = None, lrf: float = 0.01, lr_schedule: str = "linear",
           momentum: float = 0.937, weight_decay: float = 5e-4, warmup_epochs: float = 1.0, nbs: int | None = None,
           use_ema: bool = True, grad_clip: float = 10.0, hyp: LossHyp | None = None,
@@ -207,7 +208,8 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
 
     Exactly one of ``epochs`` / ``minutes`` may be given (neither: 10 epochs). Results go to ``out_dir`` or
     ``results/train/<name>/``: ``metrics.csv`` (per epoch), ``per_class.csv``, ``final.json``,
-    ``meta.json``, ``last.pt`` and ``best.pt``. ``threads`` sets torch's intra-op thread count for the run
+    ``meta.json``, ``last.pt`` and ``best.pt``. An existing ``name`` is refused unless ``resume`` or ``force``
+    (which deletes the old run); a failed call leaves no empty run folder behind. ``threads`` sets torch's intra-op thread count for the run
     (restored on return, also on errors); ``progress`` is True (rich bars), False or a ``ProgressReporter``.
     ``workers`` DataLoader processes decode and letterbox the training images (0: in this process).
     ``device``/``amp``: where and in which precision to train (a missing GPU is a ``DeviceError`` before
@@ -221,9 +223,10 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
     if (epochs is not None and epochs < 1) or (minutes is not None and minutes <= 0):
         raise ConfigError(f"epochs must be >= 1 and minutes > 0 (got epochs={epochs}, minutes={minutes})")
     dev = parse_device(device, amp)
-    with torch_threads(threads or None), dev.session():  # both restored on return and on errors
-        run_dir = Path(out_dir) if out_dir is not None else new_run_dir("train", name)
-        run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(out_dir) if out_dir is not None else new_run_dir("train", name, resume=resume, force=force)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # threads and device state restored on return and on errors; a run folder left empty is removed
+    with torch_threads(threads or None), dev.session(), removed_if_left_empty(run_dir):
         last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
 
         settings = {"epochs": epochs, "minutes": minutes, "imgsz": imgsz, "batch": batch, "seed": seed,

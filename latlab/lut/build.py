@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 from torch import nn
 
+from latlab.appendfile import append_lines
 from latlab.errors import TableError
 from latlab.fingerprint import device_fingerprint
 from latlab.lut.calibration import fit_calibration
@@ -146,11 +146,7 @@ class Journal:
         return header, entries, models
 
     def _append(self, recs: list[dict[str, Any]]) -> None:
-        with open(self.path, "a") as fh:
-            for r in recs:
-                fh.write(json.dumps(r, allow_nan=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_lines(self.path, [json.dumps(r, allow_nan=False) for r in recs])  # cuts a torn tail first
 
     def start(self, header: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

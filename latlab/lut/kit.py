@@ -40,13 +40,12 @@ from latlab.lut.build import (
     collect_blocks,
 )
 from latlab.lut.calibration import fit_calibration
+from latlab.lut.kit_runner import KIT_FORMAT, RESULTS_FORMAT, KitError, read_manifest
 from latlab.lut.measure import DEFAULT_BATCH, DEFAULT_ROUNDS, _jsonable, default_protocol, progress_task
 from latlab.lut.table import Entry, LatencyTable, package_versions
 from latlab.profiling.backends import _private_copy, export_onnx
 from latlab.progress import ProgressReporter
 
-KIT_FORMAT = "latlab-lut-kit"
-RESULTS_FORMAT = "latlab-lut-kit-results"
 KIT_SCHEMA = 1
 RUNNER = Path(__file__).with_name("kit_runner.py")
 EXTERNAL_MIN_BYTES = 1024
@@ -194,9 +193,9 @@ def _read_results(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]
         kind = rec.get("kind") if isinstance(rec, dict) else None
         if kind == "header":
             header = rec
-        elif kind == "entry":
+        elif kind == "entry" and isinstance(rec.get("key"), str):
             entries[rec["key"]] = rec
-        elif kind == "model":
+        elif kind == "model" and isinstance(rec.get("name"), str):
             models[rec["name"]] = rec
     if header is None or header.get("format") != RESULTS_FORMAT:
         raise TableError(f"{path}: not kit results (no '{RESULTS_FORMAT}' header line)")
@@ -207,14 +206,24 @@ def import_kit(results: str | Path, kit: str | Path, out: str | Path | None = No
                calibration: str = "auto", allow_missing: bool = False) -> LatencyTable:
     """Turn the runner's ``results.jsonl`` (+ the kit's manifest) into a latency table; save it to ``out``."""
     results, kit = Path(results), Path(kit)
-    manifest_path = kit / "manifest.json"
-    if not manifest_path.is_file():
+    if not (kit / "manifest.json").is_file():
         raise TableError(f"{kit}: no manifest.json (pass the kit folder the results were made with)")
-    manifest_text = manifest_path.read_text()
-    manifest = json.loads(manifest_text)
-    if manifest.get("format") != KIT_FORMAT:
-        raise TableError(f"{manifest_path}: not a latlab kit manifest")
+    try:
+        manifest, manifest_text = read_manifest(kit)  # the runner's own checks: types, paths inside the kit
+    except KitError as exc:
+        raise TableError(str(exc)) from None
     header, got, got_models = _read_results(results)
+    try:
+        return _import(results, kit, out, manifest, manifest_text, header, got, got_models, calibration,
+                       allow_missing)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise TableError(f"{results} with {kit}/manifest.json: a record lacks a field or has the wrong type "
+                         f"({type(exc).__name__}: {str(exc)[:120]}); export the kit again or rerun the board") from None
+
+
+def _import(results: Path, kit: Path, out: str | Path | None, manifest: dict[str, Any], manifest_text: str,
+            header: dict[str, Any], got: dict[str, dict[str, Any]], got_models: dict[str, dict[str, Any]],
+            calibration: str, allow_missing: bool) -> LatencyTable:
     if header.get("manifest_sha256") != hashlib.sha256(manifest_text.encode()).hexdigest():
         raise TableError(f"{results}: made with another kit than {kit} (manifest checksum differs)")
     missing = [b["key"] for b in manifest["blocks"] if b["key"] not in got]

@@ -17,6 +17,12 @@ The ONNX files ship without their weight values (they would make the kit gigabyt
 external ``.bin`` file, which this script fills with random float32 values just before loading it and deletes
 right after. Latency does not depend on the values. Results are appended and flushed after every batch, so a
 killed run continues where it stopped when started again with the same options.
+
+The kit is a file people copy between machines, so the manifest is checked before anything is written: every
+path in it must resolve inside the kit folder (no absolute paths, no ``..`` out of it, no links leading out),
+weight files are plain ``.bin`` names next to their ONNX file, and a malformed manifest is one error line.
+This script cannot import latlab, so it keeps its own copy of latlab.appendfile's tail repair: a line torn by
+a kill is cut before the next append, never glued to the next record.
 """
 
 import argparse
@@ -31,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+KIT_FORMAT = "latlab-lut-kit"
 RESULTS_FORMAT = "latlab-lut-kit-results"
 ESTIMATORS = {
     "median": lambda a: float(np.quantile(a, 0.5)),
@@ -138,31 +145,130 @@ def interleaved(items, rounds, warmup, seed):
     return samples
 
 
-def append(out, records):
-    with open(out, "a") as fh:
-        for r in records:
-            fh.write(json.dumps(r) + "\n")
+class KitError(ValueError):
+    """The kit or its results file cannot be used as it is (one line for the user)."""
+
+
+def _check(ok, where, expected, got):
+    if not ok:
+        raise KitError(f"{where}: expected {expected}, got {json.dumps(got)[:80]}")
+
+
+def _is_int(v, low=0):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def inside(kit_root, rel, where):
+    """``kit_root / rel`` resolved, refused unless it stays inside ``kit_root`` (already resolved)."""
+    _check(isinstance(rel, str) and rel.strip() != "", where, "a file path relative to the kit folder", rel)
+    if os.path.isabs(rel) or rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":"):
+        raise KitError(f"{where}: {rel!r} is an absolute path; a kit's paths must be relative to its folder")
+    path = (kit_root / rel).resolve()
+    if kit_root not in path.parents:
+        raise KitError(f"{where}: {rel!r} points outside the kit folder {kit_root}; a kit's paths must stay "
+                       "inside it")
+    return path
+
+
+def _check_item(kit_root, spec, where, name_field):
+    _check(isinstance(spec, dict), where, "an object", spec)
+    _check(isinstance(spec.get(name_field), str), f"{where}.{name_field}", "a string", spec.get(name_field))
+    inside(kit_root, spec.get("file"), f"{where}.file")
+    _check(spec["file"].endswith(".onnx"), f"{where}.file", "an .onnx file", spec["file"])
+    inputs = spec.get("inputs")
+    _check(isinstance(inputs, list), f"{where}.inputs", "a list", inputs)
+    for j, i in enumerate(inputs):
+        _check(isinstance(i, dict) and isinstance(i.get("name"), str) and isinstance(i.get("shape"), list)
+               and all(_is_int(d, 1) for d in i["shape"]), f"{where}.inputs[{j}]",
+               '{"name": str, "shape": [positive ints]}', i)
+    weights = spec.get("weights")
+    if weights is not None:
+        _check(isinstance(weights, dict) and _is_int(weights.get("floats")), f"{where}.weights",
+               '{"file": "NAME.bin", "floats": int >= 0}', weights)
+        name = weights.get("file")
+        _check(isinstance(name, str), f"{where}.weights.file", "a file name", name)
+        inside(kit_root, str(Path(spec["file"]).parent / name), f"{where}.weights.file")
+        _check(name.endswith(".bin") and name == Path(name).name, f"{where}.weights.file",
+               "a plain NAME.bin file name (it sits next to its ONNX file)", name)
+
+
+def read_manifest(kit):
+    """The kit's manifest (dict) and its text, checked (types, paths inside the kit) before any write."""
+    path = Path(kit) / "manifest.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KitError(f"{path}: no such file (pass the kit folder with --kit)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KitError(f"{path}: cannot read it ({exc})") from None
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
+        raise KitError(f"{path}: not valid JSON ({exc}); copy the kit again") from None
+    _check(isinstance(manifest, dict) and manifest.get("format") == KIT_FORMAT, str(path),
+           'a latlab kit manifest ({"format": "latlab-lut-kit", ...})', manifest if not isinstance(manifest, dict)
+           else manifest.get("format"))
+    kit_root = Path(kit).resolve()
+    proto = manifest.get("protocol")
+    _check(isinstance(proto, dict), f"{path}: protocol", "an object", proto)
+    for k in ("rounds", "batch"):
+        _check(_is_int(proto.get(k), 1), f"{path}: protocol.{k}", "an integer >= 1", proto.get(k))
+    _check(_is_int(proto.get("warmup_rounds", 0)), f"{path}: protocol.warmup_rounds", "an integer >= 0",
+           proto.get("warmup_rounds"))
+    _check(proto.get("estimator", "p10") in ESTIMATORS, f"{path}: protocol.estimator",
+           f"one of {', '.join(ESTIMATORS)}", proto.get("estimator"))
+    for field, name_field in (("blocks", "key"), ("models", "name")):
+        items = manifest.get(field, [] if field == "models" else None)
+        _check(isinstance(items, list), f"{path}: {field}", "a list", items)
+        for i, spec in enumerate(items):
+            _check_item(kit_root, spec, f"{path}: {field}[{i}]", name_field)
+    return manifest, text
+
+
+def repair_tail(path):
+    """Cut a truncated last line (a run killed mid-write); a copy of latlab.appendfile.repair_tail."""
+    if not path.is_file():
+        return False
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return False
+    with open(path, "r+b") as fh:
+        fh.truncate(data.rfind(b"\n") + 1)
         fh.flush()
         os.fsync(fh.fileno())
+    return True
+
+
+def append(out, records):
+    """Append ``records`` as JSON lines in one write, after cutting a torn tail; fsynced."""
+    repair_tail(out)
+    fd = os.open(str(out), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, "".join(json.dumps(r) + "\n" for r in records).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_done(out):
+    """The header, timed block keys and timed model names of a results file (a torn last line is skipped)."""
     header, keys, models = None, set(), set()
     if not out.exists():
         return header, keys, models
-    lines = out.read_text().splitlines()
+    lines = out.read_text(errors="replace").splitlines()
     for i, line in enumerate(lines):
         try:
             rec = json.loads(line)
         except ValueError:
             if i == len(lines) - 1:
                 break
-            sys.exit(f"error: {out}: line {i + 1} is corrupt; delete the file to start over")
-        if rec.get("kind") == "header":
+            raise KitError(f"{out}: line {i + 1} is corrupt; delete the file to start over") from None
+        kind = rec.get("kind") if isinstance(rec, dict) else None
+        if kind == "header":
             header = rec
-        elif rec.get("kind") == "entry":
+        elif kind == "entry" and isinstance(rec.get("key"), str):
             keys.add(rec["key"])
-        elif rec.get("kind") == "model":
+        elif kind == "model" and isinstance(rec.get("name"), str):
             models.add(rec["name"])
     return header, keys, models
 
@@ -179,11 +285,23 @@ def main(argv=None):
     ap.add_argument("--skip-models", action="store_true", help="do not time the calibration models")
     args = ap.parse_args(argv)
 
+    try:
+        return run(args)
+    except KitError as exc:
+        sys.exit(f"error: {exc}")
+
+
+def run(args):
+    """Time what ``args`` asks for (see ``main``); raises KitError on a bad kit or results file."""
+    kit = args.kit
+    manifest, manifest_text = read_manifest(kit)  # before anything is written
+    for opt, value in (("--threads", args.threads), ("--rounds", args.rounds), ("--batch", args.batch),
+                       ("--limit", args.limit)):
+        if value is not None and value < 1:
+            raise KitError(f"{opt}: expected an integer >= 1, got {value}")
+
     import onnxruntime as ort
 
-    kit = args.kit
-    manifest_text = (kit / "manifest.json").read_text()
-    manifest = json.loads(manifest_text)
     proto = dict(manifest["protocol"])
     if args.rounds:
         proto["rounds"] = args.rounds
@@ -195,11 +313,11 @@ def main(argv=None):
     sha = hashlib.sha256(manifest_text.encode()).hexdigest()
     header, done, done_models = read_done(out)
     if header is not None:
-        same = (header["manifest_sha256"] == sha and header["threads"] == args.threads
-                and header["protocol"] == proto)
+        same = (header.get("manifest_sha256") == sha and header.get("threads") == args.threads
+                and header.get("protocol") == proto)
         if not same:
-            sys.exit(f"error: {out} holds results for another kit, thread count or protocol; use another --out "
-                     "or delete it")
+            raise KitError(f"{out} holds results for another kit, thread count or protocol; use another --out "
+                           "or delete it")
         print(f"resuming: {len(done)} blocks and {len(done_models)} models already timed")
     else:
         append(out, [{"kind": "header", "format": RESULTS_FORMAT, "manifest_sha256": sha, "threads": args.threads,

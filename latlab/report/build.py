@@ -3,6 +3,10 @@
 Finds the run folders under a results directory (:mod:`latlab.report.loaders`), writes one self-contained
 page per kind of result found (``<out stem>-guidelines.html``, ``-profile``, ``-search``, ``-lut``, ``-fidelity``) and an
 index page (``out``) that links them and lists every run with its command and device fingerprint.
+
+A CSV of a run that cannot be read (empty, not CSV, not UTF-8) is named on its page and on the index (and the
+CLI repeats it on stderr); the report is still written when anything else could be read. When not one table of
+any run could be read, there is nothing to show: ``build_report`` raises ``LatlabError`` naming the files.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from latlab.errors import LatlabError
 from latlab.report import fidelity, guidelines, lut, profile, search
 from latlab.report.html import Page, df_to_html, esc, fingerprint_line
 from latlab.report.loaders import KIND_TITLES, KINDS, Run, discover
@@ -33,6 +38,7 @@ class Report:
     runs: list[Run]
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     built: dict[str, Page] = field(default_factory=dict)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         kinds = ", ".join(f"{KIND_TITLES[k]} ({sum(r.kind == k for r in self.runs)} run(s))" for k in self.pages)
@@ -47,8 +53,17 @@ def page_path(out: Path, kind: str) -> Path:
 def build_page(kind: str, runs: list[Run], nav: list[tuple[str, str]] | None = None) -> Page:
     """The page of one kind for ``runs`` (not written)."""
     page = Page(f"latlab · {KIND_TITLES[kind]}", nav=list(nav or []))
+    bad = unreadable_files(runs)
+    if bad:
+        page.note(f"{len(bad)} file(s) could not be read and are missing from this page: "
+                  + "; ".join(f"{p}: {why}" for p, why in bad), warn=True)
     BUILDERS[kind](page, runs)
     return page
+
+
+def unreadable_files(runs: list[Run]) -> list[tuple[Path, str]]:
+    """Every CSV of ``runs`` that could not be read, with why."""
+    return [(p, why) for r in runs for p, why in r.unreadable.items()]
 
 
 def _index(root: Path, pages: dict[str, Path], runs: list[Run], skipped: list[tuple[Path, str]],
@@ -62,6 +77,10 @@ def _index(root: Path, pages: dict[str, Path], runs: list[Run], skipped: list[tu
     rows = [{"page": KIND_TITLES[r.kind], "job": r.job, "folder": str(r.path), "time": r.time or "",
              "command": r.command or "", "device": fingerprint_line(r.fingerprint)} for r in runs]
     page.raw(df_to_html(pd.DataFrame(rows)))
+    bad = unreadable_files(runs)
+    if bad:
+        page.heading("Files that could not be read")
+        page.raw(df_to_html(pd.DataFrame([{"file": str(p), "why": why} for p, why in bad])))
     if skipped:
         page.heading("Folders not shown")
         page.raw(df_to_html(pd.DataFrame([{"folder": str(p), "why": why} for p, why in skipped])))
@@ -72,6 +91,11 @@ def build_report(results_dir: Path | str, out: Path | str | None = None) -> Repo
     """Write the report pages for everything under ``results_dir``; ``out`` is the index page
     (default ``<results_dir>/report.html``). Raises ``LatlabError`` when the folder holds no results."""
     found = discover(results_dir)
+    bad = unreadable_files(found.runs)
+    if bad and all(not r.csvs or set(r.unreadable) == set(r.csvs.values()) for r in found.runs):
+        raise LatlabError(f"{found.root}: no table of its {len(found.runs)} run(s) could be read ("
+                          + "; ".join(f"{p}: {why}" for p, why in bad[:5])
+                          + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "") + ")")
     index = Path(out) if out is not None else found.root / DEFAULT_NAME
     kinds = [k for k in KINDS if found.of_kind(k)]
     pages = {k: page_path(index, k) for k in kinds}
@@ -82,4 +106,4 @@ def build_report(results_dir: Path | str, out: Path | str | None = None) -> Repo
         page.write(pages[k])
         built[k] = page
     _index(found.root, pages, found.runs, found.skipped, nav).write(index)
-    return Report(index, pages, found.runs, found.skipped, built)
+    return Report(index, pages, found.runs, found.skipped, built, bad)

@@ -90,14 +90,24 @@ class Run:
         return f"{base} · {model}" if model else base
 
     @cached_property
-    def _tables(self) -> dict[str, pd.DataFrame]:
-        out = {}
+    def _read(self) -> tuple[dict[str, pd.DataFrame], dict[Path, str]]:
+        tables, unreadable = {}, {}
         for name, p in self.csvs.items():
             try:
-                out[name] = pd.read_csv(p)
-            except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
-                out[name] = pd.DataFrame()
-        return out
+                tables[name] = pd.read_csv(p)
+            except (OSError, ValueError) as exc:  # empty, not CSV, not UTF-8, a folder named *.csv ...
+                tables[name] = pd.DataFrame()
+                unreadable[p] = unreadable_reason(exc)
+        return tables, unreadable
+
+    @property
+    def _tables(self) -> dict[str, pd.DataFrame]:
+        return self._read[0]
+
+    @property
+    def unreadable(self) -> dict[Path, str]:
+        """The CSV files of this run that could not be read, with why (their tables show as empty)."""
+        return self._read[1]
 
     def table(self, name: str) -> pd.DataFrame | None:
         """The CSV ``<name>.csv`` of this run, or None."""
@@ -136,12 +146,22 @@ class Discovery:
         return [k for k in KINDS if self.of_kind(k)]
 
 
+def unreadable_reason(exc: BaseException) -> str:
+    """Why pandas could not read a CSV, in a few words."""
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return "empty file"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"not a readable CSV table ({first[:120]})"
+
+
 def _kind_from_columns(csvs: dict[str, Path]) -> str | None:
     cols: set[str] = set()
     for p in csvs.values():
         try:
             cols |= set(pd.read_csv(p, nrows=0).columns)
-        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+        except (OSError, ValueError):
             continue
     if cols >= TRIAL_COLUMNS:
         return "search"

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -185,7 +184,7 @@ def export_study(study: optuna.Study, out_dir: Path | str | None = None, *, stor
     (``results/search/<study>/export-<time>/`` by default) and return its path."""
     name = study.study_name
     if out_dir is None:
-        out = new_run_dir(f"search/{name}", f"export-{time.strftime('%Y%m%d-%H%M%S')}", root)
+        out = new_run_dir(f"search/{name}", root=root, prefix="export-")
     else:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ from latlab.search.estimators.data import context_nc
 from latlab.search.evaluate import TrialEvaluator, baseline_cfg
 from latlab.search.export import best_trial, trials_frame
 from latlab.search.join import ATTR, _load_existing, _open_study, _study_attrs
-from latlab.search.liveness import recover_dead_trials
+from latlab.search.liveness import recover_dead_trials, stop_on_sigint
 from latlab.search.objective_registry import resolve
 from latlab.search.objectives import (
     LatencyEstimate,
@@ -103,7 +103,7 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
     attrs = _study_attrs(s, space, source, fp, hw, accuracy)
     attrs["latency_table"] = table
     attrs["budget_measurement"] = premeasured
-    with quiet_optuna():
+    with quiet_optuna(), stop_on_sigint(info.storage, s.study_name):  # Ctrl-C: trial retried, exit 130
         study, created = _open_study(s, info, attrs)
         if s.budget_from is not None and not created:
             s, premeasured = _adopt_budget(s, study.user_attrs)  # another worker created it first

@@ -1,11 +1,20 @@
 """Where a study lives: an Optuna journal file (default ``results/search/<study>/journal.log``) or an RDB URL
-(``postgresql://...``, the multi-worker path; heartbeats retry trials of workers that died on other hosts)."""
+(``postgresql://...``, the multi-worker path; heartbeats retry trials of workers that died on other hosts).
+
+A journal is checked before Optuna opens it. Optuna's ``JournalFileBackend`` skips a torn last line (a process
+killed mid-write) when reading, but appends the next record right onto it, after which every read fails with
+a JSON error; it has no recovery of its own. So :func:`repair_journal`, under the journal's own lock, copies
+the file to ``<file>.bak`` and cuts the torn tail; a complete line that is not a journal record is one error
+line naming it (the records after it may depend on it, so it is not dropped silently).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import shutil
 import time
 import warnings
 from collections.abc import Iterator
@@ -15,10 +24,11 @@ from typing import Any
 
 import optuna
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
+from latlab.appendfile import repair_tail
 from latlab.errors import SearchError
 from latlab.runs import RESULTS_ROOT
 from latlab.search.liveness import HEARTBEAT_S, MAX_RETRIES
@@ -62,9 +72,46 @@ def open_storage(spec: str | None, study: str, root: Path | str = RESULTS_ROOT, 
                           "or pass --storage)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        repair_journal(path)
         return StorageInfo("journal", str(path), JournalStorage(JournalFileBackend(str(path))))
     except OSError as exc:
         raise SearchError(f"cannot open journal storage {path}: {exc}") from None
+    except ValueError as exc:  # Optuna's replay of a record it cannot use
+        raise SearchError(f"{path}: not a usable Optuna journal ({str(exc)[:160]})") from None
+
+
+def repair_journal(path: Path) -> bool:
+    """Cut a torn last line of the journal at ``path`` (after a copy to ``<path>.bak``), under the lock Optuna's
+    writers hold while appending; a complete line that is not a journal record raises ``SearchError``.
+    True when the file was repaired. A sound journal is only read (no lock, so read-only folders work)."""
+    if not path.is_file() or _journal_problem(path.read_bytes(), path) is None:
+        return False
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        data = path.read_bytes()  # again, under the lock: a writer may have finished its line meanwhile
+        if _journal_problem(data, path) is None:
+            return False
+        shutil.copyfile(path, path.with_name(path.name + ".bak"))
+        repair_tail(path)
+        return True
+    finally:
+        lock.release()
+
+
+def _journal_problem(data: bytes, path: Path) -> str | None:
+    """``"torn"`` when the last line lacks its newline, None when the journal is sound; ``SearchError`` for a
+    complete line that is not a journal record."""
+    for i, line in enumerate(data.split(b"\n")[:-1]):  # complete lines only: a torn tail has no newline
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            rec = None
+        if not isinstance(rec, dict) or "op_code" not in rec:
+            raise SearchError(f"{path}: line {i + 1} is not an Optuna journal record (corrupt journal: "
+                              f"{line[:60].decode(errors='replace')!r}); restore a backup, or move the file "
+                              "away to start the study over")
+    return "torn" if data and not data.endswith(b"\n") else None
 
 
 def _open_rdb(url: str) -> StorageInfo:
