@@ -12,6 +12,7 @@ from rich.table import Table
 from latlab.detection.data import load_dataset, make_dataset
 from latlab.detection.evaluate import evaluate_checkpoint
 from latlab.detection.train import train as train_fn
+from latlab.validate import MAX_DATA_GB, image_size, memory_estimate, positive_float, positive_int
 
 console = Console()
 data_app = typer.Typer(help="Detection datasets.", no_args_is_help=True)
@@ -27,6 +28,11 @@ def data_make(
     force: bool = typer.Option(False, help="Regenerate even if cached."),
 ) -> None:
     """Generate (or reuse) the built-in synthetic detection dataset and print its summary."""
+    image_size(imgsz, "--imgsz")
+    positive_int(n_train, "--n-train", limit=None)
+    positive_int(n_val, "--n-val", limit=None)
+    memory_estimate((n_train + n_val) * imgsz * imgsz * 3, f"--n-train {n_train} + --n-val {n_val} images of "
+                    f"{imgsz}×{imgsz}×3 bytes", limit=MAX_DATA_GB)
     folder = make_dataset(imgsz=imgsz, n_train=n_train, n_val=n_val, seed=seed, root=root, force=force)
     summary = load_dataset(folder).summary()
     console.print(f"[bold]{folder}[/]")
@@ -58,6 +64,14 @@ def train(
     threads: int = typer.Option(None, help="torch threads (default: torch's choice)."),
 ) -> None:
     """Train a detector and write metrics.csv, final.json and checkpoints to results/train/NAME/."""
+    image_size(imgsz, "--imgsz")
+    positive_int(batch, "--batch")
+    if epochs is not None:
+        positive_int(epochs, "--epochs")
+    if minutes is not None:
+        positive_float(minutes, "--minutes")
+    if threads is not None:
+        positive_int(threads, "--threads")
     result = train_fn(config, data=data, epochs=epochs, minutes=minutes, imgsz=imgsz, batch=batch, resume=resume,
                       name=name, seed=seed, optimizer=optimizer, threads=threads)
     console.print(_metrics_table(f"{config}: {result.epochs} epochs, {result.wall_s:.0f} s "
@@ -75,6 +89,8 @@ def val(
     iou_thres: float = typer.Option(0.6, help="NMS IoU threshold."),
 ) -> None:
     """Evaluate a checkpoint: mAP50, mAP50-95 and per-class AP (pycocotools)."""
+    image_size(imgsz, "--imgsz")
+    positive_int(batch, "--batch")
     metrics = evaluate_checkpoint(config, weights, data=data, imgsz=imgsz, batch=batch, conf_thres=conf_thres,
                                   iou_thres=iou_thres)
     console.print(_metrics_table(f"{config} @ {weights}", metrics))

@@ -96,6 +96,9 @@ def read_image(path: Path | str) -> np.ndarray:
             return np.array(im.convert("RGB"))
     except FileNotFoundError as exc:
         raise DataError(f"{path}: image file not found") from exc
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: image too large to decode safely ({exc.args[0] if exc.args else exc}); "
+                        f"Pillow's limit is {Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot decode image ({exc})") from exc
 
@@ -173,6 +176,9 @@ def parse_yolo_label_file(path: Path, nc: int, *, skip_bad_labels: bool = False,
     rows: list[list[float]] = []
     try:
         text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: label file is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                        f"{exc.start})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read label file ({exc})") from exc
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -258,6 +264,16 @@ def load_yolo(yaml_path: Path | str, *, skip_bad_labels: bool = False) -> Detect
         if key not in spec:
             raise DataError(f"{yaml_path}: missing key {key!r}")
     names = spec["names"]
+    if not isinstance(names, list | dict):
+        raise DataError(f"{yaml_path}: 'names' must be a list of class names (or an index → name mapping), "
+                        f"got {names!r:.60}")
+    for key in ("train", "val"):
+        if not isinstance(spec[key], str | list) or (isinstance(spec[key], list)
+                                                     and not all(isinstance(e, str) for e in spec[key])):
+            raise DataError(f"{yaml_path}: '{key}' must be a folder, image-list file or list of them, "
+                            f"got {spec[key]!r:.60}")
+    if "nc" in spec and (not isinstance(spec["nc"], int) or isinstance(spec["nc"], bool)):
+        raise DataError(f"{yaml_path}: 'nc' must be an integer, got {spec['nc']!r:.60}")
     if isinstance(names, dict):
         names = [names[k] for k in sorted(names)]
     names = [str(n) for n in names]
@@ -301,7 +317,10 @@ def parse_voc_xml(path: Path, names: Sequence[str], *, include_difficult: bool =
     for k, obj in enumerate(root.iter("object"), 1):
         problem = None
         name = (obj.findtext("name") or "").strip()
-        if int(obj.findtext("difficult") or 0) == 1 and not include_difficult:
+        difficult = (obj.findtext("difficult") or "0").strip()
+        if difficult not in ("0", "1"):
+            raise DataError(f"{path}: object {k}: <difficult> must be 0 or 1, got {difficult[:40]!r}")
+        if difficult == "1" and not include_difficult:
             continue
         box = obj.find("bndbox")
         if name not in index:

@@ -332,7 +332,7 @@ def profile_model(cfg: Any, *, imgsz: int | None = None, device: str = "cpu", ba
     get_runner(backend, device, threads=threads)  # fail early on a missing GPU or ONNX Runtime
 
     model, name = as_model(cfg)
-    size = imgsz or default_imgsz(model)
+    size = default_imgsz(model) if imgsz is None else imgsz
     x = example_input(model, size, name, batch)
     layers = op_breakdown = None
     if per_layer:
@@ -360,7 +360,7 @@ def compare_models(cfg_a: Any, cfg_b: Any, *, imgsz: int | None = None, device: 
     (a, name_a), (b, name_b) = as_model(cfg_a), as_model(cfg_b)
     if name_a == name_b:
         name_a, name_b = f"A:{name_a}", f"B:{name_b}"
-    size = imgsz or default_imgsz(a)
+    size = default_imgsz(a) if imgsz is None else imgsz
     x, xb = example_input(a, size, name_a), example_input(b, size, name_b)
     if x.shape != xb.shape:
         raise ConfigError(f"{name_a} takes {x.shape[1]} input channels, {name_b} {xb.shape[1]}: "

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from latlab.errors import SearchError
-from latlab.ops.zoo import SEED_DETECTORS
+from latlab.errors import SearchError, UnknownModelError
+from latlab.ops.zoo import SEED_DETECTORS, resolve_config
 from latlab.runs import RESULTS_ROOT
 from latlab.search.estimators import (
     AccuracyEstimator,
@@ -111,6 +111,11 @@ class SearchSettings:
             raise SearchError(f"--device {self.device!r}: expected cpu or cuda")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise SearchError(f"--device {self.device}: no CUDA device is available on this host")
+        for name in self.baselines:  # a bad name fails here, not as a failed trial inside the study
+            try:
+                resolve_config(name)
+            except UnknownModelError as exc:
+                raise SearchError(f"--baselines {name!r}: {exc}") from None
         parse_latency_source(self.latency)
         self.make_accuracy()  # an unknown estimator fails here, before any study is opened
         resolve(self.study_objectives)
