@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_hostile_bounds import TINY, model_yaml, one_line
 from torch import nn
 
 from latlab.detection.checkpoint import load_checkpoint
@@ -18,7 +19,6 @@ from latlab.lut.table import Entry, LatencyTable
 from latlab.ops.builder import build_model
 from latlab.search.space import DEFAULT_SPACE, load_space
 from latlab.yamlio import read_yaml
-from test_hostile_bounds import TINY, model_yaml, one_line
 
 
 # ---------------------------------------------------------------------------------------------- finding 5
@@ -70,7 +70,7 @@ def test_non_utf8_label_file(tmp_path):
 def test_list_nested_500_deep(tmp_path, capsys):
     p = tmp_path / "deep.yaml"
     p.write_text("backbone: " + "[" * 500 + "]" * 500 + "\nhead: []\n")
-    with pytest.raises(ConfigError, match="nested.*LATLAB_MAX_YAML_DEPTH"):
+    with pytest.raises(ConfigError, match=r"nested.*LATLAB_MAX_YAML_DEPTH"):
         read_yaml(p)
     one_line(capsys, "build", str(p))
 
@@ -86,7 +86,7 @@ def test_non_finite_width_multiple_option(capsys):
 
 
 def test_empty_backbone(tmp_path):
-    with pytest.raises(ConfigError, match="backbone.*empty"):
+    with pytest.raises(ConfigError, match=r"backbone.*empty"):
         build_model(model_yaml(tmp_path, "nc: 2\nbackbone: []\nhead: []\n"))
 
 
@@ -114,7 +114,7 @@ def test_voc_difficult_yes(tmp_path):
         <annotation><size><width>100</width><height>100</height></size>
         <object><name>cat</name><difficult>yes</difficult>
         <bndbox><xmin>1</xmin><ymin>1</ymin><xmax>50</xmax><ymax>50</ymax></bndbox></object></annotation>"""))
-    with pytest.raises(DataError, match="difficult.*'yes'"):
+    with pytest.raises(DataError, match=r"difficult.*'yes'"):
         parse_voc_xml(p, ["cat"])
 
 
@@ -171,7 +171,7 @@ def test_lut_build_out_is_a_folder(tmp_path, capsys):
 def test_space_expansion_inf(tmp_path):
     raw = read_yaml(DEFAULT_SPACE)
     raw["stages"][2]["expansion"] = [float("inf")]
-    with pytest.raises(ConfigError, match="P5.expansion"):
+    with pytest.raises(ConfigError, match=r"P5\.expansion"):
         load_space(raw)
 
 

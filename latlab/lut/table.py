@@ -81,7 +81,7 @@ class Entry:
         if missing:
             raise TableError(f"{where}: missing field(s) {', '.join(missing)}")
         for k in NUMBER_FIELDS:  # a time of 0 ms is no measurement; only the spread (IQR) may be 0
-            positive_float(d[k], f"{where}: field '{k}' (ms)", allow_zero=k == "iqr_ms", error=TableError)
+            positive_float(d[k], f"{where}: field '{k}'", allow_zero=k == "iqr_ms", error=TableError)
         for k in COUNT_FIELDS:
             v = d.get(k, 0)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:

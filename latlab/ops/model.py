@@ -8,7 +8,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from latlab.errors import ConfigError
 from latlab.validate import image_size
 
 

@@ -38,7 +38,16 @@ from latlab.ops.activations import ACTIVATION_NAMES
 from latlab.ops.family import ACT_SHORT as ACT_SHORT  # re-exported: arch-string spelling of activations
 from latlab.ops.family import Stage
 from latlab.ops.registry import get_family, list_families
-from latlab.validate import MAX_CHANNELS, MAX_COUNT, MAX_LIST, MAX_MULTIPLE, MAX_REPEAT, Limit, length, positive_float
+from latlab.validate import (
+    MAX_CHANNELS,
+    MAX_COUNT,
+    MAX_LIST,
+    MAX_MULTIPLE,
+    MAX_REPEAT,
+    Limit,
+    length,
+    positive_float,
+)
 from latlab.yamlio import read_yaml
 
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "configs" / "search" / "default_space.yaml"
