@@ -114,7 +114,7 @@ def build_model(
 
 
 def _check_top_level(d: dict[str, Any], source: str) -> None:
-    """Types and bounds of the top-level keys, before any layer is expanded (rewrites the multiples to floats)."""
+    """Types and bounds of the top-level keys, before any layer is expanded."""
     for key in ("backbone", "head"):
         if key not in d:
             raise ConfigError(f"{source}: missing top-level key '{key}' (a list of [from, number, module, args])")
@@ -128,7 +128,10 @@ def _check_top_level(d: dict[str, Any], source: str) -> None:
         if key in d:
             positive_int(d[key], f"{source}: '{key}'", limit=limit)
     for key in ("depth_multiple", "width_multiple"):
-        d[key] = multiple(d.get(key, 1.0), f"{source}: {key}")
+        if key in d:
+            value = multiple(d[key], f"{source}: {key}")
+            if isinstance(d[key], str):  # YAML 1.1 reads '1e-1' as text: keep the number it spells
+                d[key] = value
     _check_anchors(d.get("anchors"), source)
     if "activation" in d:
         try:

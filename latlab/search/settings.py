@@ -105,6 +105,8 @@ class SearchSettings:
             raise SearchError(f"--imgsz {self.imgsz} must be a positive multiple of 32 (P5 has stride 32)")
         if self.threads < 1:
             raise SearchError(f"threads must be >= 1, got {self.threads}")
+        if self.batch < 1:
+            raise SearchError(f"--batch must be >= 1, got {self.batch}")
         if self.epochs is not None and self.minutes is not None:
             raise SearchError("give --epochs or --minutes (the per-trial training budget), not both")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
