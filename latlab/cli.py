@@ -54,12 +54,24 @@ def _register_all() -> None:
 _register_all()
 
 
+MAX_MESSAGE = 1000  # characters of an error line; the rest is elided (a message may quote a huge input)
+
+
+def one_line(message: str, limit: int = MAX_MESSAGE) -> str:
+    """``message`` on one line (line breaks become spaces), at most ``limit`` characters plus a note."""
+    text = " ".join(message.split())
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app; a ``LatlabError`` becomes one red line and exit code 2 (Ctrl-C: 130)."""
+    """Entry point: run the app; a ``LatlabError`` becomes one red line and exit code 2 (Ctrl-C: 130). This
+    is the only place that turns latlab's exceptions into output."""
     try:
         app(args=argv, standalone_mode=True)
     except LatlabError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(one_line(str(exc)))}", highlight=False, soft_wrap=True)
         return getattr(exc, "exit_code", 2)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

@@ -14,6 +14,7 @@ from latlab.detection.device import AMP_MODES
 from latlab.detection.evaluate import evaluate_checkpoint
 from latlab.detection.synthetic import DEFAULT_PRESET, PRESETS
 from latlab.detection.train import train as train_fn
+from latlab.validate import MAX_DATA_GB, image_size, memory_estimate, positive_float, positive_int
 
 console = Console()
 data_app = typer.Typer(help="Detection datasets.", no_args_is_help=True)
@@ -30,6 +31,11 @@ def data_make(
     preset: str = typer.Option(DEFAULT_PRESET, help=f"Generator preset: {', '.join(PRESETS)}."),
 ) -> None:
     """Generate (or reuse) the built-in synthetic detection dataset and print its summary."""
+    image_size(imgsz, "--imgsz")
+    positive_int(n_train, "--n-train", limit=None)
+    positive_int(n_val, "--n-val", limit=None)
+    memory_estimate((n_train + n_val) * imgsz * imgsz * 3, f"--n-train {n_train} + --n-val {n_val} images of "
+                    f"{imgsz}×{imgsz}×3 bytes", limit=MAX_DATA_GB)
     folder = make_dataset(imgsz=imgsz, n_train=n_train, n_val=n_val, seed=seed, root=root, force=force,
                           preset=preset)
     summary = load_dataset(folder).summary()
@@ -72,6 +78,14 @@ def train(
     amp: str = typer.Option("auto", "--amp", help=AMP_HELP),
 ) -> None:
     """Train a detector and write metrics.csv, final.json and checkpoints to results/train/NAME/."""
+    image_size(imgsz, "--imgsz")
+    positive_int(batch, "--batch")
+    if epochs is not None:
+        positive_int(epochs, "--epochs")
+    if minutes is not None:
+        positive_float(minutes, "--minutes")
+    if threads is not None:
+        positive_int(threads, "--threads")
     result = train_fn(config, data=data, epochs=epochs, minutes=minutes, imgsz=imgsz, batch=batch, resume=resume,
                       name=name, force=force, seed=seed, optimizer=optimizer, threads=threads, workers=workers,
                       device=device, amp=amp)
@@ -92,6 +106,8 @@ def val(
     amp: str = typer.Option("auto", "--amp", help=AMP_HELP),
 ) -> None:
     """Evaluate a checkpoint (written on any device): mAP50, mAP50-95 and per-class AP (pycocotools)."""
+    image_size(imgsz, "--imgsz")
+    positive_int(batch, "--batch")
     metrics = evaluate_checkpoint(config, weights, data=data, imgsz=imgsz, batch=batch, conf_thres=conf_thres,
                                   iou_thres=iou_thres, device=device, amp=amp)
     console.print(_metrics_table(f"{config} @ {weights}", metrics))

@@ -28,6 +28,7 @@ from latlab.lut.kit import export_kit, import_kit
 from latlab.lut.predict import predict as predict_model
 from latlab.lut.table import LatencyTable
 from latlab.search.coverage import space_source, table_source
+from latlab.validate import image_size, output_dir, output_file, positive_int
 
 console = Console()
 lut_app = typer.Typer(help="Latency tables: build on the target, predict on the host, check the accuracy.",
@@ -54,6 +55,13 @@ def build(
     fresh: bool = typer.Option(False, "--fresh", help="Ignore a partial build and start over."),
 ) -> None:
     """Enumerate the space's distinct blocks, time them here, calibrate; resumable."""
+    output_file(out, "--out")
+    image_size(imgsz, "--imgsz")
+    for opt, value in (("--threads", threads), ("--rounds", rounds), ("--batch", batch)):
+        positive_int(value, opt)
+    positive_int(calib, "--calib", low=0)
+    if limit is not None:
+        positive_int(limit, "--limit")
     r = build_table(out, source=space_source(space), imgsz=imgsz, backend=backend, device=device,
                     threads=threads, rounds=rounds,
                     batch=batch, estimator=estimator, calib=calib, calib_seed=calib_seed, calibration=calibration,
@@ -80,6 +88,11 @@ def export_kit_cmd(
     calib_seed: int = typer.Option(CALIB_SEED, help="Seed of the calibration models."),
 ) -> None:
     """Write the space's blocks as ONNX + a runner needing only onnxruntime and numpy."""
+    output_dir(out, "--out")
+    image_size(imgsz, "--imgsz")
+    for opt, value in (("--rounds", rounds), ("--batch", batch)):
+        positive_int(value, opt)
+    positive_int(calib, "--calib", low=0)
     k = export_kit(out, source=space_source(space), imgsz=imgsz, rounds=rounds, batch=batch, calib=calib,
                    calib_seed=calib_seed)
     console.print(f"[bold]{k.path}[/]: {k.blocks} blocks, {k.models} calibration models, "
@@ -95,6 +108,7 @@ def import_cmd(
     calibration: str = typer.Option("auto", help="auto, scale, linear or regression."),
 ) -> None:
     """Turn a board kit's results into a latency table."""
+    output_file(out, "--out")
     t = import_kit(results, kit, out, calibration=calibration)
     board = t.fingerprint.get("board_model") or t.fingerprint.get("cpu_model")
     console.print(f"[bold]{out}[/]: {len(t.entries)} entries from {board} ({t.fingerprint.get('machine')}), "
@@ -148,6 +162,11 @@ def check_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Accuracy of a table here: % within ±5/±10 %, MAPE, Spearman, Kendall (raw sum and calibrated)."""
+    positive_int(n, "--n")
+    if rounds is not None:
+        positive_int(rounds, "--rounds")
+    if out is not None:
+        output_dir(out, "--out")
     table = LatencyTable.load(lut)
     r = check_table(table, source=table_source(table, space), n=n, seed=seed, rounds=rounds, backend=backend,
                     device=device, out=out)

@@ -13,6 +13,7 @@ from latlab.ops.builder import build_model
 from latlab.ops.registry import list_blocks
 from latlab.ops.zoo import list_zoo
 from latlab.profiling.summary import summarize
+from latlab.validate import image_size
 
 console = Console()
 
@@ -52,6 +53,7 @@ def build(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Build a model from YAML and print its per-layer table and totals (YOLOv5 style)."""
+    image_size(imgsz, "--imgsz")
     model = build_model(config, nc=nc, depth_multiple=depth_multiple, width_multiple=width_multiple, ch=ch)
     summary = summarize(model, imgsz, name=config)
     if json_out:

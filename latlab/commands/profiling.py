@@ -23,6 +23,7 @@ from latlab.profiling.compare import Comparison
 from latlab.profiling.layerwise import ProfileResult, compare_models, profile_model
 from latlab.profiling.timer import DEFAULT_ESTIMATOR, ESTIMATORS, Measurement
 from latlab.runs import RunWriter, new_run_dir
+from latlab.validate import image_size, output_dir, positive_float, positive_int
 
 console = Console()
 # options shared by `profile` and `compare` (one definition, one help text); --backend/--device: options.py
@@ -31,6 +32,16 @@ ESTIMATOR_OPT = typer.Option(DEFAULT_ESTIMATOR, help=f"One of {', '.join(ESTIMAT
 BUDGET_OPT = typer.Option(10.0, help="Seconds of timing for the interleaved rounds.")
 CHANNELS_LAST_OPT = typer.Option(False, "--channels-last", help="channels_last memory format.")
 JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of tables.")
+
+
+def _check_timing_options(imgsz: int | None, threads: int, budget: float, out: Path | None) -> None:
+    """The options ``profile`` and ``compare`` share, checked before any model is built or timed."""
+    if imgsz is not None:
+        image_size(imgsz, "--imgsz")
+    positive_int(threads, "--threads")
+    positive_float(budget, "--budget")
+    if out is not None:
+        output_dir(out, "--out")
 
 
 def _ms(v: float) -> str:
@@ -96,6 +107,7 @@ def profile(
     out: Path = typer.Option(None, help="Run folder to write (default results/profile/<timestamp>/)."),
 ) -> None:
     """Measure a model's latency (estimator, CI, spread) and optionally where the time goes."""
+    _check_timing_options(imgsz, threads, budget, out)
     with warnings.catch_warnings():  # the busy-machine warning is printed below with the others
         warnings.filterwarnings("ignore", message="machine is busy", category=RuntimeWarning)
         result = profile_model(config, imgsz=imgsz, device=device, backend=backend, threads=threads,
@@ -139,6 +151,7 @@ def compare_cmd(
 ) -> None:
     """Time two models interleaved in one process: latency ratio A/B with a bootstrap CI. Use this to
     compare models: separate processes on a shared machine differ by several per cent."""
+    _check_timing_options(imgsz, threads, budget, out)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="machine is busy", category=RuntimeWarning)
         c: Comparison = compare_models(config_a, config_b, imgsz=imgsz, device=device, backend=backend,

@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from latlab.report import build_report
 from latlab.report.loaders import KIND_TITLES
+from latlab.validate import output_file
 
 console = Console()
 err_console = Console(stderr=True)
@@ -24,6 +25,8 @@ def report(
                              "one page per kind of result is written beside it."),
 ) -> None:
     """Build offline HTML report pages (guidelines, profile, search, latency tables) from run folders."""
+    if out is not None:
+        output_file(out, "--out")
     rep = build_report(results_dir, out)
     for kind, path in rep.pages.items():
         n = sum(r.kind == kind for r in rep.runs)

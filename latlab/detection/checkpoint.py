@@ -72,9 +72,25 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise DataError(f"{path}: cannot read checkpoint ({exc})") from exc
+    return check_checkpoint(obj, path)
+
+
+def check_checkpoint(obj: Any, path: Path | str) -> dict[str, Any]:
+    """``obj`` if it has a checkpoint's shape (a mapping: a latlab checkpoint or a bare state dict, with an
+    integer ``nc`` and mapping ``model``/``ema`` when present), else a ``DataError`` naming ``path``."""
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: not a checkpoint (its top level is a {type(obj).__name__}, expected a mapping "
+                        "written by `latlab train` or a state dict)")
+    nc = obj.get("nc")
+    if nc is not None and (not isinstance(nc, int) or isinstance(nc, bool) or nc < 1):
+        raise DataError(f"{path}: checkpoint field 'nc' must be an integer >= 1, got {str(nc)[:60]!r}")
+    for key in ("model", "ema"):
+        if obj.get(key) is not None and not isinstance(obj[key], dict):
+            raise DataError(f"{path}: checkpoint field {key!r} must be a state dict, got {type(obj[key]).__name__}")
+    return obj
 
 
 def weights_from(ckpt: dict[str, Any], prefer_ema: bool = True) -> dict[str, torch.Tensor]:

@@ -74,11 +74,18 @@ def fit_calibration(rows: Sequence[dict[str, Any]], method: str = "auto") -> Cal
     if method != "auto" and method not in METHODS:
         raise TableError(f"unknown calibration method {method!r}: expected auto or one of {', '.join(METHODS)}")
     loo = {m: _loo_mape(rows, m) for m in METHODS}
-    if method == "auto":
+    auto = method == "auto"
+    if auto:
         finite = {m: v for m, v in loo.items() if np.isfinite(v)}
         method = min(finite, key=lambda m: (round(finite[m], 1), METHODS.index(m))) if finite else "scale"
     if len(rows) < len(FEATURES[method]):
         raise TableError(f"calibration method {method!r} needs at least {len(FEATURES[method])} measured models, "
                          f"got {len(rows)}")
-    return Calibration(method, _fit(rows, method), {m: (round(v, 3) if np.isfinite(v) else None)
-                                                    for m, v in loo.items()}, [dict(r) for r in rows])
+    coef = _fit(rows, method)
+    if coef.get("sum_ms", 1.0) <= 0 and auto:  # a table must not predict less for more blocks
+        method, coef = "scale", _fit(rows, "scale")
+    if coef.get("sum_ms", 1.0) <= 0:
+        raise TableError(f"calibration method {method!r} fits a block-sum coefficient of {coef['sum_ms']:.4g} "
+                         "(<= 0) on these models; use --calibration scale or measure more models")
+    return Calibration(method, coef, {m: (round(v, 3) if np.isfinite(v) else None) for m, v in loo.items()},
+                       [dict(r) for r in rows])

@@ -45,6 +45,7 @@ from latlab.lut.measure import DEFAULT_BATCH, DEFAULT_ROUNDS, _jsonable, default
 from latlab.lut.table import Entry, LatencyTable, package_versions
 from latlab.profiling.backends import _private_copy, export_onnx
 from latlab.progress import ProgressReporter
+from latlab.validate import positive_float
 
 KIT_SCHEMA = 1
 RUNNER = Path(__file__).with_name("kit_runner.py")
@@ -202,6 +203,15 @@ def _read_results(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]
     return header, entries, models
 
 
+def check_model_time(rec: dict[str, Any], results: Path) -> float:
+    """A calibration model's end-to-end time from the runner's results: a finite number > 0 (ms), else a
+    ``TableError`` naming the results file and the model."""
+    where = f"{results}: model {rec.get('name')!r}"
+    for k in ("estimate_ms", "median_ms"):
+        positive_float(rec.get(k), f"{where}: '{k}'", error=TableError)
+    return float(rec["estimate_ms"])
+
+
 def import_kit(results: str | Path, kit: str | Path, out: str | Path | None = None, *,
                calibration: str = "auto", allow_missing: bool = False) -> LatencyTable:
     """Turn the runner's ``results.jsonl`` (+ the kit's manifest) into a latency table; save it to ``out``."""
@@ -250,6 +260,7 @@ def _import(results: Path, kit: Path, out: str | Path | None, manifest: dict[str
         if r is None or any(k not in entries for k in m["units"]):
             continue
         es = [entries[k] for k in m["units"]]
+        check_model_time(r, results)
         rows.append({"arch": m["name"], "arch_hash": m["arch_hash"], "units": len(es),
                      "sum_ms": float(sum(e.estimate_ms for e in es)), "madds": int(sum(e.madds for e in es)),
                      "mac_bytes": int(sum(e.mac_bytes for e in es)), "measured_ms": float(r["estimate_ms"]),

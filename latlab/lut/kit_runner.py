@@ -273,15 +273,26 @@ def read_done(out):
     return header, keys, models
 
 
+def positive_int(text):
+    """argparse type: an integer >= 1 (0 threads, rounds or blocks is no measurement)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def main(argv=None):
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description="Time a latlab board kit with ONNX Runtime (numpy + onnxruntime only).")
     ap.add_argument("--kit", type=Path, default=here, help="kit folder (default: this script's folder)")
-    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    ap.add_argument("--threads", type=positive_int, default=1, help="ONNX Runtime intra-op threads (default 1)")
     ap.add_argument("--out", type=Path, default=None, help="results file (default KIT/results.jsonl)")
-    ap.add_argument("--rounds", type=int, default=None, help="rounds per batch (default: the kit's protocol)")
-    ap.add_argument("--batch", type=int, default=None, help="blocks per batch (default: the kit's protocol)")
-    ap.add_argument("--limit", type=int, default=None, help="time at most this many blocks in this run")
+    ap.add_argument("--rounds", type=positive_int, default=None, help="rounds per batch (default: the kit's protocol)")
+    ap.add_argument("--batch", type=positive_int, default=None, help="blocks per batch (default: the kit's protocol)")
+    ap.add_argument("--limit", type=positive_int, default=None, help="time at most this many blocks in this run")
     ap.add_argument("--skip-models", action="store_true", help="do not time the calibration models")
     args = ap.parse_args(argv)
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from latlab.errors import TableError
+from latlab.validate import positive_float
 
 FORMAT = "latlab-lut"
 SCHEMA_VERSION = 1
@@ -79,10 +80,8 @@ class Entry:
         missing = [k for k in ("type", *NUMBER_FIELDS, "n") if k not in d]
         if missing:
             raise TableError(f"{where}: missing field(s) {', '.join(missing)}")
-        for k in NUMBER_FIELDS:
-            v = d[k]
-            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-                raise TableError(f"{where}: field '{k}' must be a finite number >= 0 (ms), got {v!r}")
+        for k in NUMBER_FIELDS:  # a time of 0 ms is no measurement; only the spread (IQR) may be 0
+            positive_float(d[k], f"{where}: field '{k}'", allow_zero=k == "iqr_ms", error=TableError)
         for k in COUNT_FIELDS:
             v = d.get(k, 0)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
@@ -120,9 +119,16 @@ class Calibration:
         if not isinstance(d, dict) or "method" not in d or not isinstance(d.get("coef"), dict):
             raise TableError(f"{where}: 'calibration' must be null or a mapping with 'method' and 'coef'")
         for k, v in d["coef"].items():
-            if not isinstance(v, int | float) or not math.isfinite(v):
+            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
                 raise TableError(f"{where}: calibration coefficient '{k}' must be a finite number, got {v!r}")
+        if "sum_ms" in d["coef"]:  # latency grows with the block sum; a scale <= 0 predicts nonsense
+            positive_float(d["coef"]["sum_ms"], f"{where}: calibration coefficient 'sum_ms'", error=TableError)
         return cls(d["method"], dict(d["coef"]), dict(d.get("loo_mape", {})), list(d.get("models", [])))
+
+
+def _refuse_constant(name: str) -> float:
+    """``json.loads`` hook: NaN and ±Infinity are not numbers a table may hold."""
+    raise ValueError(f"the file contains {name}")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -262,8 +268,10 @@ class LatencyTable:
         if not text.strip():
             raise TableError(f"{path}: empty file (truncated while writing?); rebuild the table")
         try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
+            doc = json.loads(text, parse_constant=_refuse_constant)
+        except ValueError as exc:
+            if not isinstance(exc, json.JSONDecodeError):
+                raise TableError(f"{path}: {exc}; a table holds finite numbers only") from None
             # a complete table ends with its closing brace; trailing garbage ("Extra data") is corruption
             truncated = not text.rstrip().endswith("}") and not exc.msg.startswith("Extra data")
             what = "ends early (truncated file?)" if truncated else "is corrupt"

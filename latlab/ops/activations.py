@@ -6,6 +6,11 @@ ReLU6, hard-swish and friends, so blocks also accept these names.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 from torch import nn
 
 _ACTS: dict[str, type[nn.Module]] = {
@@ -26,14 +31,41 @@ _ACTS: dict[str, type[nn.Module]] = {
 }
 
 ACTIVATION_NAMES = tuple(sorted(_ACTS))
+# What ``act=True`` builds: SiLU, unless a model YAML's top-level ``activation`` key says otherwise
+# (YOLOv5's ``Conv.default_act``), set only while that model is built (:func:`default_activation`).
+_DEFAULT_ACT: ContextVar[str] = ContextVar("latlab_default_act", default="silu")
+_TORCH_SPELLING = re.compile(r"^(?:torch\.)?(?:nn\.)?([A-Za-z][A-Za-z0-9_]*)(?:\(\s*\))?$")
+
+
+def activation_name(spec: object) -> str:
+    """The registry name of an activation spelled as a name (``relu``) or YOLOv5's ``nn.ReLU()``; a call
+    with arguments or an unknown name raises ``ValueError`` (nothing is evaluated)."""
+    m = _TORCH_SPELLING.match(spec.strip()) if isinstance(spec, str) else None
+    key = m.group(1).lower().replace("_", "") if m else None
+    if key not in _ACTS:
+        raise ValueError(f"expected an activation such as nn.ReLU() or relu (one of {', '.join(ACTIVATION_NAMES)},"
+                         f" without arguments), got {spec!r}")
+    return key
+
+
+@contextmanager
+def default_activation(name: str) -> Iterator[None]:
+    """Within the block, ``act=True`` builds ``name`` instead of SiLU (YOLOv5's ``activation:`` key)."""
+    token = _DEFAULT_ACT.set(activation_name(name))
+    try:
+        yield
+    finally:
+        _DEFAULT_ACT.reset(token)
 
 
 def make_act(act: bool | str | nn.Module | None = True) -> nn.Module:
-    """Return an activation module: ``True`` → SiLU (YOLOv5), ``False``/``None`` → Identity, or by name."""
+    """Return an activation module: ``True`` → SiLU (YOLOv5; see :func:`default_activation`),
+    ``False``/``None`` → Identity, or by name."""
     if isinstance(act, nn.Module):
         return act
     if act is True:
-        return nn.SiLU()
+        default = _DEFAULT_ACT.get()
+        return nn.SiLU() if default == "silu" else make_act(default)
     if act is False or act is None:
         return nn.Identity()
     if isinstance(act, str):

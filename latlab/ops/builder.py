@@ -31,15 +31,32 @@ from torch import nn
 
 from latlab.errors import ConfigError, ModelBuildError
 from latlab.inputs import example_input
+from latlab.ops.activations import activation_name, default_activation
 from latlab.ops.model import LatlabModel, LayerInfo
 from latlab.ops.registry import BlockSpec, get_block
 from latlab.ops.zoo import resolve_config
+from latlab.validate import (
+    MAX_CHANNELS,
+    MAX_COUNT,
+    MAX_IMGSZ,
+    MAX_LIST,
+    MAX_MODEL_GB,
+    MAX_REPEAT,
+    Limit,
+    length,
+    memory_estimate,
+    multiple,
+    positive_float,
+    positive_int,
+)
 from latlab.yamlio import read_yaml
 
 KNOWN_KEYS = {"nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head", "channel_divisor",
               "ch", "names", "meta", "imgsz", "activation"}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _STRIDE_PROBE = 256
+MAX_ANCHORS = Limit("anchor pairs per level", 64, "LATLAB_MAX_ANCHORS")
+MAX_LEVELS = 16  # Detect levels (YOLOv5 uses 3 or 4)
 
 
 def load_config(cfg: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -84,7 +101,8 @@ def build_model(
             d[key] = value
     _check_top_level(d, source)
     in_ch = int(d.get("ch", 3))
-    layers, info = _parse_layers(d, in_ch, source)
+    with default_activation(d.get("activation", "silu")):
+        layers, info = _parse_layers(d, in_ch, source)
     model = LatlabModel(layers, info, d, in_ch)
     if strides is not None and model.is_detector:
         _set_detect_strides(model, torch.tensor([float(s) for s in strides]))
@@ -96,22 +114,65 @@ def build_model(
 
 
 def _check_top_level(d: dict[str, Any], source: str) -> None:
+    """Types and bounds of the top-level keys, before any layer is expanded."""
     for key in ("backbone", "head"):
         if key not in d:
             raise ConfigError(f"{source}: missing top-level key '{key}' (a list of [from, number, module, args])")
         if not isinstance(d[key], list):
             raise ConfigError(f"{source}: '{key}' must be a list of [from, number, module, args] rows")
-    checks = (("nc", int, 1), ("ch", int, 1), ("channel_divisor", int, 1), ("imgsz", int, 1))
-    for key, typ, low in checks:
-        if key in d and (not isinstance(d[key], typ) or isinstance(d[key], bool) or d[key] < low):
-            raise ConfigError(f"{source}: '{key}' must be an integer >= {low}, got {d[key]!r}")
+    if not d["backbone"]:
+        raise ConfigError(f"{source}: 'backbone' is empty; it needs at least one [from, number, module, args] row")
+    length(d["backbone"] + d["head"], f"{source}: backbone + head", limit=MAX_LIST)
+    for key, limit in (("nc", MAX_COUNT), ("ch", MAX_CHANNELS), ("channel_divisor", MAX_CHANNELS),
+                       ("imgsz", MAX_IMGSZ)):
+        if key in d:
+            positive_int(d[key], f"{source}: '{key}'", limit=limit)
     for key in ("depth_multiple", "width_multiple"):
-        v = d.get(key, 1.0)
-        if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
-            raise ConfigError(f"{source}: '{key}' must be a positive number, got {v!r}")
-    anchors = d.get("anchors")
-    if anchors is not None and not isinstance(anchors, int | list):
-        raise ConfigError(f"{source}: 'anchors' must be a list of per-level pixel pairs or an int")
+        if key in d:
+            value = multiple(d[key], f"{source}: {key}")
+            if isinstance(d[key], str):  # YAML 1.1 reads '1e-1' as text: keep the number it spells
+                d[key] = value
+    _check_anchors(d.get("anchors"), source)
+    if "activation" in d:
+        try:
+            activation_name(d["activation"])
+        except ValueError as exc:
+            raise ConfigError(f"{source}: top-level 'activation': {exc}") from None
+
+
+def _check_anchors(anchors: Any, source: str) -> None:
+    """``anchors``: a count per level, or per-level lists of positive finite pixel pairs, within the limits."""
+    where = f"{source}: 'anchors'"
+    if anchors is None:
+        return
+    if isinstance(anchors, int) and not isinstance(anchors, bool):
+        positive_int(anchors, where, limit=MAX_ANCHORS)
+        return
+    if not isinstance(anchors, list) or not anchors:
+        raise ConfigError(f"{where} must be a list of per-level pixel pairs or an int")
+    if len(anchors) > MAX_LEVELS:
+        raise ConfigError(f"{where} lists {len(anchors)} levels; at most {MAX_LEVELS} are supported")
+    for level, pairs in enumerate(anchors):
+        if not isinstance(pairs, list) or not pairs or len(pairs) % 2:
+            raise ConfigError(f"{where} level {level} must be a non-empty list of w, h pixel pairs")
+        if len(pairs) // 2 > MAX_ANCHORS.value:
+            raise ConfigError(f"{where} level {level} has {len(pairs) // 2} pairs: {MAX_ANCHORS.hint()}")
+        for v in pairs:
+            positive_float(v, f"{where} level {level}: anchor sizes (pixels)")
+
+
+def _check_size(name: str, n: int, c1: int | None, c2: int, i: int, source: str, total: list[float]) -> None:
+    """Refuse a row whose repeat count, channels or (running) parameter-memory estimate is over its limit,
+    before the row's modules are allocated. The estimate, ``n × 10 × max(c1, c2)²`` float32 weights per row
+    (a 3×3 conv plus a 1×1 at the widest width), is an upper bound for the shipped blocks."""
+    if n > MAX_REPEAT.value:
+        raise ModelBuildError(f"number {n} (after depth_multiple) is too large: {MAX_REPEAT.hint()}", layer=i,
+                              field="number", source=source)
+    if c2 > MAX_CHANNELS.value:
+        raise ModelBuildError(f"{name} has {c2} output channels (after width_multiple): {MAX_CHANNELS.hint()}",
+                              layer=i, field="args", source=source)
+    total[0] += n * 10.0 * max(c1 or 0, c2) ** 2 * 4
+    memory_estimate(total[0], f"{source}: the model up to layer {i} ({name})", limit=MAX_MODEL_GB)
 
 
 def _resolve_arg(value: Any, d: dict[str, Any], layer: int, source: str, pos: int) -> Any:
@@ -186,8 +247,8 @@ def _normalise_from(f: Any, i: int, source: str) -> int | list[int]:
 
 
 def _parse_layers(d: dict[str, Any], in_ch: int, source: str) -> tuple[list[nn.Module], list[LayerInfo]]:
-    gd = float(d.get("depth_multiple", 1.0))
-    gw = float(d.get("width_multiple", 1.0))
+    gd = multiple(d.get("depth_multiple", 1.0), f"{source}: depth_multiple")
+    gw = multiple(d.get("width_multiple", 1.0), f"{source}: width_multiple")
     divisor = int(d.get("channel_divisor", 8))
     nc = int(d.get("nc", 80))
     anchors = d.get("anchors")
@@ -196,6 +257,7 @@ def _parse_layers(d: dict[str, Any], in_ch: int, source: str) -> tuple[list[nn.M
     ch: list[int] = []
     layers: list[nn.Module] = []
     info: list[LayerInfo] = []
+    weight_bytes = [0.0]  # running parameter-memory estimate (_check_size)
     for i, row in enumerate(d["backbone"] + d["head"]):
         f, n_raw, name, raw_args = _parse_row(row, i, source)
         try:
@@ -214,6 +276,8 @@ def _parse_layers(d: dict[str, Any], in_ch: int, source: str) -> tuple[list[nn.M
 
         args = [_resolve_arg(a, d, i, source, k) for k, a in enumerate(raw_args)]
         n = max(round(n_raw * gd), 1) if n_raw > 1 else n_raw
+        if n > MAX_REPEAT.value:
+            _check_size(name, n, None, 1, i, source, weight_bytes)
         c1 = c_of(f) if isinstance(f, int) else None
         if spec.kind in ("channels", "repeat", "classify"):
             if not args:
@@ -228,6 +292,7 @@ def _parse_layers(d: dict[str, Any], in_ch: int, source: str) -> tuple[list[nn.M
             else:
                 if c2 != no:
                     c2 = make_divisible(c2 * gw, divisor)
+                _check_size(name, n, c1, c2, i, source, weight_bytes)
                 args = [c1, c2, *args[1:]]
                 if spec.kind == "repeat":
                     args.insert(2, n)
@@ -244,6 +309,7 @@ def _parse_layers(d: dict[str, Any], in_ch: int, source: str) -> tuple[list[nn.M
             if len(args) < 2 or args[1] is None:
                 raise ModelBuildError("Detect needs args [nc, anchors] and top-level 'anchors'", layer=i,
                                       field="args", source=source)
+            _check_anchors(args[1], f"{source}, layer {i}")
             if isinstance(args[1], int):
                 args[1] = [list(range(args[1] * 2))] * len(f)
             if len(args[1]) != len(f):
@@ -251,6 +317,8 @@ def _parse_layers(d: dict[str, Any], in_ch: int, source: str) -> tuple[list[nn.M
                                       layer=i, field="from", source=source)
             args = [*args[:2], [c_of(j) for j in f], *args[2:]]
             c2 = no
+            weight_bytes[0] += sum(c_of(j) for j in f) * no * 4.0
+            memory_estimate(weight_bytes[0], f"{source}: the model up to layer {i} ({name})", limit=MAX_MODEL_GB)
         else:
             c2 = c1
         module = _instantiate(spec, args, n, i, source)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from latlab.errors import ConfigError
+from latlab.validate import image_size
 
 
 @dataclass
@@ -92,11 +92,7 @@ def default_imgsz(model: nn.Module) -> int:
 
 
 def check_imgsz(model: nn.Module, imgsz: int, source: str = "") -> None:
-    """Raise ``ConfigError`` unless ``imgsz`` is positive and, for detectors, a multiple of the max stride."""
-    prefix = f"{source}: " if source else ""
-    if not isinstance(imgsz, int) or imgsz < 1:
-        raise ConfigError(f"{prefix}imgsz must be a positive integer, got {imgsz!r}")
-    s = max_stride(model)
-    if getattr(model, "is_detector", False) and imgsz % s:
-        raise ConfigError(f"{prefix}imgsz {imgsz} is not a multiple of the model's max stride {s}; "
-                          f"try {max(s, round(imgsz / s) * s)}")
+    """Raise ``ConfigError`` unless ``imgsz`` is a positive integer within the image-size limit and, for
+    detectors, a multiple of the max stride."""
+    stride = max_stride(model) if getattr(model, "is_detector", False) else 1
+    image_size(imgsz, f"{source}: imgsz" if source else "imgsz", stride=stride, low=1)

@@ -49,15 +49,17 @@ def list_zoo(task: str | None = None) -> list[ZooEntry]:
 
 
 def resolve_config(name_or_path: str | Path) -> Path:
-    """Return the YAML path for a zoo name (``yolov5s``) or an existing file path."""
+    """Return the YAML path for an existing file path or, failing that, a zoo name (``yolov5s``).
+
+    A file that exists wins: a local ``yolov5n.yaml`` is the user's model, not the zoo's of that name."""
     text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
     by_name = {e.name.lower(): e.path for e in _entries()}
     key = text.lower().removesuffix(".yaml").removesuffix(".yml")
     if key in by_name:
         return by_name[key]
-    path = Path(text).expanduser()
-    if path.is_file():
-        return path
     close = difflib.get_close_matches(key, list(by_name), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else "; `latlab zoo` lists the shipped models"
     raise UnknownModelError(f"unknown model {text!r}: not a zoo name and no such file{hint}")

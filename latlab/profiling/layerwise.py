@@ -333,7 +333,7 @@ def _input_for(r: ResolvedModel, imgsz: int | None, batch: int = 1) -> tuple[int
     if isinstance(r.model, OnnxGraph):
         shape = r.model.input_shape(imgsz)
         return shape[-1], torch.randn(batch, *shape[1:])
-    size = imgsz or default_imgsz(r.model)
+    size = default_imgsz(r.model) if imgsz is None else imgsz
     return size, example_input(r.model, size, r.name, batch)
 
 

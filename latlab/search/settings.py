@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from latlab.detection.device import parse_device, parse_devices
-from latlab.errors import DeviceError, SearchError
-from latlab.ops.zoo import SEED_DETECTORS
+from latlab.errors import DeviceError, SearchError, UnknownModelError
+from latlab.ops.zoo import SEED_DETECTORS, resolve_config
 from latlab.runs import RESULTS_ROOT
 from latlab.search.estimators import (
     AccuracyEstimator,
@@ -120,6 +120,8 @@ class SearchSettings:
             raise SearchError(f"--imgsz {self.imgsz} must be a positive multiple of 32 (P5 has stride 32)")
         if self.threads < 1:
             raise SearchError(f"threads must be >= 1, got {self.threads}")
+        if self.batch < 1:
+            raise SearchError(f"--batch must be >= 1, got {self.batch}")
         if self.epochs is not None and self.minutes is not None:
             raise SearchError("give --epochs or --minutes (the per-trial training budget), not both")
         if self.workers is not None and self.workers < 1:
@@ -127,6 +129,11 @@ class SearchSettings:
         if parse_device(self.device, "off", option="--device").kind.name not in ("cpu", "cuda"):
             raise DeviceError(f"--device {self.device}: latency is measured on cpu or cuda")
         parse_devices(self.train_device, self.amp, option="--train-device")
+        for name in self.baselines:  # a bad name fails here, not as a failed trial inside the study
+            try:
+                resolve_config(name)
+            except UnknownModelError as exc:
+                raise SearchError(f"--baselines {name!r}: {exc}") from None
         parse_latency_source(self.latency)
         self.make_accuracy()  # an unknown estimator fails here, before any study is opened
         resolve(self.study_objectives)

@@ -38,6 +38,16 @@ from latlab.ops.activations import ACTIVATION_NAMES
 from latlab.ops.family import ACT_SHORT as ACT_SHORT  # re-exported: arch-string spelling of activations
 from latlab.ops.family import Stage
 from latlab.ops.registry import get_family, list_families
+from latlab.validate import (
+    MAX_CHANNELS,
+    MAX_COUNT,
+    MAX_LIST,
+    MAX_MULTIPLE,
+    MAX_REPEAT,
+    Limit,
+    length,
+    positive_float,
+)
 from latlab.yamlio import read_yaml
 
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "configs" / "search" / "default_space.yaml"
@@ -176,8 +186,12 @@ def load_space(space: str | Path | Mapping[str, Any] | None = None) -> SearchSpa
     return _validate(raw, source)
 
 
+MAX_KERNEL = Limit("kernel size", 31, "LATLAB_MAX_KERNEL")
+
+
 def _list(value: Any, where: str, source: str) -> list[Any]:
     values = value if isinstance(value, list) else [value]
+    length(values, f"{source}: '{where}'", limit=MAX_LIST)
     if not values:
         raise ConfigError(f"{source}: '{where}' is an empty list; give at least one choice")
     if len(set(map(repr, values))) != len(values):
@@ -185,11 +199,13 @@ def _list(value: Any, where: str, source: str) -> list[Any]:
     return values
 
 
-def _ints(value: Any, where: str, source: str, low: int = 1) -> list[int]:
+def _ints(value: Any, where: str, source: str, low: int = 1, limit: Limit = MAX_COUNT) -> list[int]:
     values = _list(value, where, source)
     for v in values:
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
             raise ConfigError(f"{source}: '{where}' must be integers >= {low}, got {v!r}")
+        if v > limit.value:
+            raise ConfigError(f"{source}: '{where}' value {v} is too large: {limit.hint()}")
     return values
 
 
@@ -202,13 +218,19 @@ def _validate(raw: dict[str, Any], source: str) -> SearchSpace:
             raise ConfigError(f"{source}: missing top-level key '{key}'")
     nc = raw.get("nc", 10)
     div = raw.get("channel_divisor", 8)
-    for key, v in (("nc", nc), ("channel_divisor", div)):
+    for key, v, limit in (("nc", nc, MAX_COUNT), ("channel_divisor", div, MAX_CHANNELS)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ConfigError(f"{source}: '{key}' must be an integer >= 1, got {v!r}")
+        if v > limit.value:
+            raise ConfigError(f"{source}: '{key}' = {v} is too large: {limit.hint()}")
     anchors = raw.get("anchors", DEFAULT_ANCHORS)
     if not (isinstance(anchors, list) and len(anchors) == 3 and all(isinstance(a, list) and len(a) % 2 == 0
                                                                      and a for a in anchors)):
         raise ConfigError(f"{source}: 'anchors' must be three lists of pixel pairs (P3, P4, P5)")
+    for level in anchors:
+        length(level, f"{source}: 'anchors' level", limit=MAX_LIST)
+        for v in level:
+            positive_float(v, f"{source}: 'anchors' sizes (pixels)")
     choices: dict[str, list[Any]] = {}
 
     stem = raw["stem"]
@@ -220,7 +242,8 @@ def _validate(raw: dict[str, Any], source: str) -> SearchSpace:
             raise ConfigError(f"{source}: stem.type {t!r} is not a known stem; expected one of "
                               f"{sorted(STEM_STRIDE)} (stride 2 or 4, so P3/P4/P5 land on strides 8/16/32)")
     choices["stem.type"] = types
-    choices["stem.width"] = _check_widths(_ints(stem["width"], "stem.width", source), "stem.width", div, source)
+    choices["stem.width"] = _check_widths(_ints(stem["width"], "stem.width", source, limit=MAX_CHANNELS),
+                                          "stem.width", div, source)
 
     stages = raw["stages"]
     if not isinstance(stages, list) or len(stages) != 3:
@@ -245,24 +268,27 @@ def _validate(raw: dict[str, Any], source: str) -> SearchSpace:
             if b not in known:
                 raise ConfigError(f"{source}: {name}.block {b!r} is not a known block family; expected one of "
                                   f"{known}")
-        widths = _check_widths(_ints(st["width"], f"{name}.width", source), f"{name}.width", div, source)
+        widths = _check_widths(_ints(st["width"], f"{name}.width", source, limit=MAX_CHANNELS), f"{name}.width",
+                               div, source)
         for b in blocks:
             for w in widths:
                 reason = block_width_problem(b, w)
                 if reason:
                     raise ConfigError(f"{source}: {name}: block {b!r} with width {w}: {reason}")
         choices[f"{name}.block"] = blocks
-        choices[f"{name}.depth"] = _ints(st["depth"], f"{name}.depth", source)
+        choices[f"{name}.depth"] = _ints(st["depth"], f"{name}.depth", source, limit=MAX_REPEAT)
         choices[f"{name}.width"] = widths
-        kernels = _ints(st.get("kernel", [3]), f"{name}.kernel", source)
+        kernels = _ints(st.get("kernel", [3]), f"{name}.kernel", source, limit=MAX_KERNEL)
         for k in kernels:
             if k % 2 == 0:
                 raise ConfigError(f"{source}: {name}.kernel {k} is even; depthwise kernels must be odd (3, 5, 7)")
         choices[f"{name}.kernel"] = kernels
         exps = _list(st.get("expansion", [4]), f"{name}.expansion", source)
         for e in exps:
-            if not isinstance(e, int | float) or isinstance(e, bool) or e < 1:
-                raise ConfigError(f"{source}: {name}.expansion must be numbers >= 1, got {e!r}")
+            if not isinstance(e, int | float) or isinstance(e, bool) or not math.isfinite(e) or e < 1:
+                raise ConfigError(f"{source}: {name}.expansion must be finite numbers >= 1, got {e!r}")
+            if e > MAX_MULTIPLE.value:
+                raise ConfigError(f"{source}: {name}.expansion {e:g} is too large: {MAX_MULTIPLE.hint()}")
         choices[f"{name}.expansion"] = exps
         ses = _list(st.get("se", [False]), f"{name}.se", source)
         if any(not isinstance(s, bool) for s in ses):
@@ -282,8 +308,9 @@ def _validate(raw: dict[str, Any], source: str) -> SearchSpace:
     neck = raw["neck"]
     if not isinstance(neck, dict) or set(neck) - {"width", "depth"} or "width" not in neck:
         raise ConfigError(f"{source}: 'neck' must be a mapping with 'width' (and optional 'depth') lists")
-    choices["neck.width"] = _check_widths(_ints(neck["width"], "neck.width", source), "neck.width", div, source)
-    choices["neck.depth"] = _ints(neck.get("depth", [1]), "neck.depth", source)
+    choices["neck.width"] = _check_widths(_ints(neck["width"], "neck.width", source, limit=MAX_CHANNELS),
+                                          "neck.width", div, source)
+    choices["neck.depth"] = _ints(neck.get("depth", [1]), "neck.depth", source, limit=MAX_REPEAT)
     return SearchSpace(name=str(raw.get("name", "space")), nc=nc, channel_divisor=div, anchors=anchors,
                        choices=choices, source=source, raw=raw)
 

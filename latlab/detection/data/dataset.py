@@ -99,6 +99,9 @@ def read_image(path: Path | str) -> np.ndarray:
             return np.array(im.convert("RGB"))
     except FileNotFoundError as exc:
         raise DataError(f"{path}: image file not found") from exc
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: image too large to decode safely ({exc.args[0] if exc.args else exc}); "
+                        f"Pillow's limit is {Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels") from None
     except DECODE_ERRORS as exc:
         raise DataError(f"{path}: cannot decode image ({exc})") from exc
 

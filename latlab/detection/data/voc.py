@@ -36,7 +36,10 @@ def parse_voc_xml(path: Path, names: Sequence[str], *, include_difficult: bool =
     for k, obj in enumerate(root.iter("object"), 1):
         problem = None
         name = (obj.findtext("name") or "").strip()
-        if int(obj.findtext("difficult") or 0) == 1 and not include_difficult:
+        difficult = (obj.findtext("difficult") or "0").strip()
+        if difficult not in ("0", "1"):
+            raise DataError(f"{path}: object {k}: <difficult> must be 0 or 1, got {difficult[:40]!r}")
+        if difficult == "1" and not include_difficult:
             continue
         box = obj.find("bndbox")
         if name not in index:

@@ -36,7 +36,11 @@ def parse_yolo_label_file(path: Path, nc: int, *, skip_bad_labels: bool = True,
     skipped = skipped if skipped is not None else []
     try:
         text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        bad_label(f"{path}: label file is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                  f"{exc.start})", skip_bad_labels, skipped)
+        return None
+    except OSError as exc:
         bad_label(f"{path}: cannot read label file ({exc})", skip_bad_labels, skipped)
         return None
     rows: list[list[float]] = []
@@ -108,6 +112,11 @@ def label_path_for(image: Path) -> Path:
 def class_names(spec: dict[str, Any], source: Path) -> list[str]:
     """``names`` as a list (a ``{id: name}`` mapping must use ids 0..n-1), checked against ``nc``."""
     names = spec["names"]
+    if not isinstance(names, list | dict):
+        raise DataError(f"{source}: 'names' must be a list of class names (or an index → name mapping), "
+                        f"got {names!r:.60}")
+    if "nc" in spec and (not isinstance(spec["nc"], int) or isinstance(spec["nc"], bool)):
+        raise DataError(f"{source}: 'nc' must be an integer, got {spec['nc']!r:.60}")
     if isinstance(names, dict):
         ids = sorted(names, key=lambda k: (not isinstance(k, int), k))
         if ids != list(range(len(names))):
@@ -142,6 +151,11 @@ def load_yolo(yaml_path: Path | str, *, skip_bad_labels: bool = True) -> Detecti
     for key in ("train", "val", "names"):
         if key not in spec:
             raise DataError(f"{yaml_path}: missing key {key!r}")
+    for key in ("train", "val"):
+        if not isinstance(spec[key], str | list) or (isinstance(spec[key], list)
+                                                     and not all(isinstance(e, str) for e in spec[key])):
+            raise DataError(f"{yaml_path}: '{key}' must be a folder, image-list file or list of them, "
+                            f"got {spec[key]!r:.60}")
     names = class_names(spec, yaml_path)
     root = dataset_root(spec, yaml_path)
     splits = {split: _yolo_split(image_files(spec[split], root, yaml_path), len(names), split, yaml_path,
