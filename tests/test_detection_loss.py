@@ -78,6 +78,11 @@ def test_assign_cells_own_cell_and_nearest_neighbours():
     # then y neighbours (below 5.6, above 4.1; 0.2 and 7.9 would leave the grid).
     assert rows.tolist() == [0, 1, 2, 3, 0, 3, 0, 3]
     assert cells.tolist() == [[2, 5], [0, 0], [7, 7], [3, 4], [1, 5], [4, 4], [2, 6], [3, 3]]
+    # A centre on the far edge of the image (cx = cy = 1) stays on the grid: own cell clamped to (7, 7).
+    rows, cells = assign_cells(torch.tensor([[8.0, 3.2]]), nx=8, ny=8)
+    assert rows.tolist() == [0, 0, 0] and cells.tolist() == [[7, 3], [7, 3], [7, 2]]
+    rows, cells = assign_cells(torch.tensor([[3.2, 8.0]]), nx=8, ny=8)
+    assert cells.tolist() == [[3, 7], [2, 7], [3, 7]]
 
 
 def test_build_targets_anchor_ratio_and_neighbour_cells():

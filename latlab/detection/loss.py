@@ -130,8 +130,8 @@ def assign_cells(centres: torch.Tensor, nx: int, ny: int) -> tuple[torch.Tensor,
     inside = (neighbour >= 0) & (neighbour < size)
     rows = torch.arange(centres.shape[0], device=centres.device)
     own_cells = torch.minimum(own.clamp(min=0), size - 1)
-    x_cells = torch.stack((neighbour[:, 0], own[:, 1]), 1)[inside[:, 0]]
-    y_cells = torch.stack((own[:, 0], neighbour[:, 1]), 1)[inside[:, 1]]
+    x_cells = torch.stack((neighbour[:, 0], own_cells[:, 1]), 1)[inside[:, 0]]
+    y_cells = torch.stack((own_cells[:, 0], neighbour[:, 1]), 1)[inside[:, 1]]
     return (torch.cat((rows, rows[inside[:, 0]], rows[inside[:, 1]])),
             torch.cat((own_cells, x_cells, y_cells)))
 
