@@ -83,6 +83,9 @@ def test_assign_cells_own_cell_and_nearest_neighbours():
     assert rows.tolist() == [0, 0, 0] and cells.tolist() == [[7, 3], [7, 3], [7, 2]]
     rows, cells = assign_cells(torch.tensor([[3.2, 8.0]]), nx=8, ny=8)
     assert cells.tolist() == [[3, 7], [2, 7], [3, 7]]
+    # On a cell edge (x = 4.0): own cell 4, the neighbour across that edge is 3; y fraction 0.5 goes down.
+    rows, cells = assign_cells(torch.tensor([[4.0, 2.5]]), nx=8, ny=8)
+    assert cells.tolist() == [[4, 2], [3, 2], [4, 3]]
 
 
 def test_build_targets_anchor_ratio_and_neighbour_cells():

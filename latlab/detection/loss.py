@@ -121,7 +121,8 @@ def assign_cells(centres: torch.Tensor, nx: int, ny: int) -> tuple[torch.Tensor,
 
     Every centre gets its own cell (clamped into the grid), then the x neighbour on the side of the nearer
     cell edge (left when the fraction is below 0.5, else right), then the y neighbour likewise; a neighbour
-    outside the grid is dropped. Rows come own cells first, then x neighbours, then y neighbours.
+    outside the grid is dropped. A centre exactly on a cell edge belongs to the cell after the edge and takes
+    the cell before it as neighbour. Rows come own cells first, then x neighbours, then y neighbours.
     """
     size = torch.tensor([nx, ny], device=centres.device)
     own = centres.floor().long()
