@@ -106,10 +106,10 @@ CLICK = """<script>window.addEventListener('load', function () {
 });</script>"""
 
 
-def test_click_shows_the_trial_yaml(report, tmp_path: Path) -> None:
+def test_click_shows_the_trial_yaml(report) -> None:
     """A click on a trial (plotly's own event, emitted on the figure) fills the side panel with its YAML."""
     rep, _, profile_dir = report
-    page = tmp_path / "search-click.html"
+    page = rep.pages["search"].with_name("search-click.html")  # beside the report: it loads plotly.min.js
     page.write_text(rep.pages["search"].read_text().replace("</body>", CLICK + "</body>"))
     proc = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile_dir / 'click'}", "--dump-dom",
                            page.as_uri()], capture_output=True, text=True, timeout=120, check=False)
@@ -119,3 +119,16 @@ def test_click_shows_the_trial_yaml(report, tmp_path: Path) -> None:
     fig = dict(rep.built["search"].figures)["fig-demo-trials"]
     yaml_text, title = next(t for t in fig.data if t.name == "feasible trials").customdata[0]
     assert shown == title + yaml_text and "width_multiple" in yaml_text
+
+
+def test_a_page_copied_without_plotly_js_says_so(report, tmp_path: Path) -> None:
+    """The pages share the folder's plotly.min.js; a page copied alone names the missing file on screen."""
+    rep, _, profile_dir = report
+    page = tmp_path / rep.pages["lut"].name
+    page.write_text(rep.pages["lut"].read_text())
+    state, _ = open_page(page, tmp_path / "lone.png", profile_dir / "lone", WINDOW["lut"])
+    assert state["plotly"] is False
+    assert any("plotly.min.js" in e for e in state["errors"]), state["errors"]
+    proc = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile_dir / 'lone-dom'}", "--dump-dom",
+                           page.as_uri()], capture_output=True, text=True, timeout=120, check=False)
+    assert "The charts need plotly.min.js next to this page" in proc.stdout

@@ -1,10 +1,23 @@
-"""YOLOv5's detection loss: CIoU box loss, objectness BCE (IoU targets) and class BCE.
+"""Detection loss for latlab's anchor-based Detect head: CIoU box loss, IoU-target objectness, class BCE.
 
-A port of ``utils/loss.py::ComputeLoss`` (YOLOv5 v6/v7) written against latlab's Detect contract:
-``detect.anchors`` is [nl, na, 2] in grid units, predictions are raw ``[bs, na, ny, nx, nc + 5]`` logits.
-Targets are matched to an anchor when the width and height ratios are within ``anchor_t`` (4.0), and each
-target is also assigned to the two neighbouring cells closest to its centre (offset 0.5), which is what
-lets the ``2·sigmoid − 0.5`` xy parameterisation reach ±0.5 cell beyond its own cell.
+Written for latlab from the published description of the YOLOv5 loss, not ported from its code. Sources:
+the YOLOv5 documentation, "Architecture description", sections "Loss computation" and "Build targets"
+(docs.ultralytics.com/yolov5/tutorials/architecture_description), and the CIoU paper, Zheng et al.,
+"Distance-IoU Loss: Faster and Better Learning for Bounding Box Regression", AAAI 2020.
+
+The contract is latlab's Detect head: ``detect.anchors`` is [nl, na, 2] in grid units, predictions are raw
+``[bs, na, ny, nx, nc + 5]`` logits, targets are [K, 6] rows ``image, class, cx, cy, w, h`` normalised to
+the input image. The steps, each a small function below:
+
+1. :func:`match_anchors`: a target matches an anchor when neither its width nor its height differs from
+   the anchor's by more than a factor ``anchor_t`` (4.0).
+2. :func:`assign_cells`: a matched target is predicted from its own grid cell and from the neighbouring
+   cell nearest its centre along x and along y (where that cell is inside the grid), because the decoded
+   centre ``2·sigmoid − 0.5`` reaches half a cell beyond its own cell.
+3. :func:`build_targets`: both steps on every level, giving one :class:`LevelTargets` per level.
+4. :class:`YoloLoss`: CIoU box loss on the decoded boxes (:func:`decode_boxes`, :func:`ciou`), objectness
+   BCE against the detached, clamped IoU on every cell (level weights :func:`objectness_balance`), class BCE
+   on the assigned cells, each scaled by its gain (:class:`LossHyp`).
 """
 
 from __future__ import annotations
@@ -13,12 +26,15 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+NEIGHBOUR_OFFSET = 0.5  # a centre closer than this to a cell edge also uses the cell across that edge
 
 
 @dataclass
 class LossHyp:
-    """YOLOv5 ``hyp.scratch-low.yaml`` loss gains (before :meth:`scaled`)."""
+    """Loss gains and the anchor-matching threshold; defaults are YOLOv5's published ``scratch-low`` values."""
 
     box: float = 0.05
     cls: float = 0.5
@@ -29,7 +45,7 @@ class LossHyp:
     label_smoothing: float = 0.0
 
     def scaled(self, nc: int, nl: int, imgsz: int) -> LossHyp:
-        """Scale gains for class count, number of levels and image size exactly as YOLOv5's ``train.py``."""
+        """Gains scaled to the class count (per 80), level count (per 3) and image area (per 640²)."""
         d = asdict(self)
         d["box"] = self.box * 3 / nl
         d["cls"] = self.cls * nc / 80 * 3 / nl
@@ -37,23 +53,126 @@ class LossHyp:
         return LossHyp(**d)
 
 
-def bbox_ciou(box1: torch.Tensor, box2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """Complete IoU (Zheng et al. 2020) of matching rows of two ``[N, 4]`` xywh tensors → [N]."""
-    (x1, y1, w1, h1), (x2, y2, w2, h2) = box1.unbind(-1), box2.unbind(-1)
-    b1_x1, b1_x2, b1_y1, b1_y2 = x1 - w1 / 2, x1 + w1 / 2, y1 - h1 / 2, y1 + h1 / 2
-    b2_x1, b2_x2, b2_y1, b2_y2 = x2 - w2 / 2, x2 + w2 / 2, y2 - h2 / 2, y2 + h2 / 2
-    inter = (torch.minimum(b1_x2, b2_x2) - torch.maximum(b1_x1, b2_x1)).clamp(0) * \
-            (torch.minimum(b1_y2, b2_y2) - torch.maximum(b1_y1, b2_y1)).clamp(0)
-    union = w1 * h1 + w2 * h2 - inter + eps
-    iou = inter / union
-    cw = torch.maximum(b1_x2, b2_x2) - torch.minimum(b1_x1, b2_x1)
-    ch = torch.maximum(b1_y2, b2_y2) - torch.minimum(b1_y1, b2_y1)
-    c2 = cw**2 + ch**2 + eps  # enclosing box diagonal squared
-    rho2 = (x2 - x1) ** 2 + (y2 - y1) ** 2  # centre distance squared
-    v = (4 / math.pi**2) * (torch.atan(w2 / (h2 + eps)) - torch.atan(w1 / (h1 + eps))).pow(2)
+@dataclass
+class LevelTargets:
+    """Targets assigned to one detection level; row ``k`` is a prediction slot and what it should predict.
+
+    ``image, anchor, gy, gx`` index the level's ``[bs, na, ny, nx]`` slots; ``boxes`` is [n, 4] ``x, y, w, h``
+    in grid units with x, y relative to the slot's cell corner; ``anchor_wh`` is [n, 2] (grid units).
+    """
+
+    image: torch.Tensor
+    anchor: torch.Tensor
+    gy: torch.Tensor
+    gx: torch.Tensor
+    classes: torch.Tensor
+    boxes: torch.Tensor
+    anchor_wh: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.image.shape[0])
+
+
+def ciou(box1: torch.Tensor, box2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Complete IoU of matching rows of two ``[N, 4]`` ``cx, cy, w, h`` tensors → [N] (Zheng et al. 2020).
+
+    CIoU = IoU − ρ²/c² − α·v: ρ is the centre distance, c the diagonal of the smallest enclosing box,
+    v = 4/π²·(atan(w₂/h₂) − atan(w₁/h₁))² the aspect-ratio term and α = v / ((1 − IoU) + v) its weight,
+    held constant in the backward pass as the paper's trade-off parameter.
+    """
+    (cx1, cy1, w1, h1), (cx2, cy2, w2, h2) = box1.unbind(-1), box2.unbind(-1)
+    left1, right1, top1, bottom1 = cx1 - w1 / 2, cx1 + w1 / 2, cy1 - h1 / 2, cy1 + h1 / 2
+    left2, right2, top2, bottom2 = cx2 - w2 / 2, cx2 + w2 / 2, cy2 - h2 / 2, cy2 + h2 / 2
+    overlap_w = (torch.minimum(right1, right2) - torch.maximum(left1, left2)).clamp(min=0)
+    overlap_h = (torch.minimum(bottom1, bottom2) - torch.maximum(top1, top2)).clamp(min=0)
+    intersection = overlap_w * overlap_h
+    iou = intersection / (w1 * h1 + w2 * h2 - intersection + eps)
+    enclosing_w = torch.maximum(right1, right2) - torch.minimum(left1, left2)
+    enclosing_h = torch.maximum(bottom1, bottom2) - torch.minimum(top1, top2)
+    diagonal2 = enclosing_w**2 + enclosing_h**2 + eps
+    distance2 = (cx2 - cx1) ** 2 + (cy2 - cy1) ** 2
+    v = 4 / math.pi**2 * (torch.atan(w2 / (h2 + eps)) - torch.atan(w1 / (h1 + eps))) ** 2
     with torch.no_grad():
-        alpha = v / (v - iou + (1 + eps))
-    return iou - (rho2 / c2 + v * alpha)
+        alpha = v / ((1 + eps) - iou + v)
+    return iou - distance2 / diagonal2 - alpha * v
+
+
+def decode_boxes(raw: torch.Tensor, anchor_wh: torch.Tensor) -> torch.Tensor:
+    """Raw ``[n, 4]`` box logits → ``x, y, w, h`` in grid units relative to the cell corner.
+
+    Centre ``2·sigmoid − 0.5`` (−0.5 … 1.5 cells), size ``(2·sigmoid)²·anchor`` (0 … 4 anchors).
+    """
+    xy = raw[:, :2].sigmoid() * 2 - 0.5
+    wh = (raw[:, 2:4].sigmoid() * 2) ** 2 * anchor_wh
+    return torch.cat((xy, wh), 1)
+
+
+def match_anchors(wh: torch.Tensor, anchors: torch.Tensor, anchor_t: float) -> torch.Tensor:
+    """Which anchors each box matches: ``[na, nt]`` bool from box sizes ``[nt, 2]`` and anchors ``[na, 2]``.
+
+    A box matches an anchor when ``max(r, 1/r) < anchor_t`` for both r = w/w_anchor and r = h/h_anchor.
+    """
+    ratio = wh[None] / anchors[:, None]
+    return torch.maximum(ratio, 1 / ratio).amax(2) < anchor_t
+
+
+def assign_cells(centres: torch.Tensor, nx: int, ny: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cells that predict each centre: ``(source row, cell [k, 2] as gx, gy)`` from centres ``[m, 2]``.
+
+    Every centre gets its own cell (clamped into the grid), then the x neighbour on the side of the nearer
+    cell edge (left when the fraction is below 0.5, else right), then the y neighbour likewise; a neighbour
+    outside the grid is dropped. A centre exactly on a cell edge belongs to the cell after the edge and takes
+    the cell before it as neighbour. Rows come own cells first, then x neighbours, then y neighbours.
+    """
+    size = torch.tensor([nx, ny], device=centres.device)
+    own = centres.floor().long()
+    step = torch.where(centres - own < NEIGHBOUR_OFFSET, -1, 1)
+    neighbour = own + step
+    inside = (neighbour >= 0) & (neighbour < size)
+    rows = torch.arange(centres.shape[0], device=centres.device)
+    own_cells = torch.minimum(own.clamp(min=0), size - 1)
+    x_cells = torch.stack((neighbour[:, 0], own_cells[:, 1]), 1)[inside[:, 0]]
+    y_cells = torch.stack((own_cells[:, 0], neighbour[:, 1]), 1)[inside[:, 1]]
+    return (torch.cat((rows, rows[inside[:, 0]], rows[inside[:, 1]])),
+            torch.cat((own_cells, x_cells, y_cells)))
+
+
+def build_targets(targets: torch.Tensor, anchors: torch.Tensor, grids: list[tuple[int, int]],
+                  anchor_t: float) -> list[LevelTargets]:
+    """Assign ``[K, 6]`` normalised targets to prediction slots on every level.
+
+    ``anchors`` is [nl, na, 2] in grid units, ``grids`` the ``(ny, nx)`` of each level. On each level a target
+    lands on every anchor it matches (:func:`match_anchors`) at every cell :func:`assign_cells` gives it.
+    """
+    levels = []
+    for level_anchors, (ny, nx) in zip(anchors, grids, strict=True):
+        scale = torch.tensor([nx, ny, nx, ny], dtype=targets.dtype, device=targets.device)
+        boxes = targets[:, 2:6] * scale
+        anchor_idx, target_idx = match_anchors(boxes[:, 2:], level_anchors, anchor_t).nonzero(as_tuple=True)
+        rows, cells = assign_cells(boxes[target_idx, :2], nx, ny)
+        anchor_idx, target_idx = anchor_idx[rows], target_idx[rows]
+        box = boxes[target_idx]
+        levels.append(LevelTargets(
+            image=targets[target_idx, 0].long(), anchor=anchor_idx, gy=cells[:, 1], gx=cells[:, 0],
+            classes=targets[target_idx, 1].long(),
+            boxes=torch.cat((box[:, :2] - cells.to(box.dtype), box[:, 2:]), 1),
+            anchor_wh=level_anchors[anchor_idx]))
+    return levels
+
+
+def objectness_targets(pred: torch.Tensor, slots: LevelTargets, iou: torch.Tensor) -> torch.Tensor:
+    """Objectness target for every slot of a ``[bs, na, ny, nx, no]`` level: the IoU of the box assigned
+    there (detached, clamped at 0), 0 where none is; where several boxes share a slot, the largest IoU."""
+    bs, na, ny, nx = pred.shape[:4]
+    target = torch.zeros(bs * na * ny * nx, dtype=pred.dtype, device=pred.device)
+    flat = ((slots.image * na + slots.anchor) * ny + slots.gy) * nx + slots.gx
+    target.scatter_reduce_(0, flat, iou.detach().clamp(min=0).to(pred.dtype), "amax")
+    return target.view(bs, na, ny, nx)
+
+
+def objectness_balance(nl: int) -> tuple[float, ...]:
+    """Objectness weight per level, finest first: (4.0, 1.0, 0.4) for P3–P5; five levels for P3–P7 models."""
+    return (4.0, 1.0, 0.4) if nl == 3 else (4.0, 1.0, 0.25, 0.06, 0.02)[:nl]
 
 
 def find_detect(model: nn.Module) -> nn.Module:
@@ -71,9 +190,11 @@ def find_detect(model: nn.Module) -> nn.Module:
 
 
 class YoloLoss:
-    """Callable ``loss(preds, targets) -> (total * bs, [box, obj, cls] detached)``.
+    """Callable ``loss(preds, targets) -> (total · batch size, [box, obj, cls] detached)``.
 
-    ``targets`` is [K, 6] rows ``image_index, cls, cx, cy, w, h`` normalised to the input image.
+    ``targets`` is [K, 6] rows ``image_index, cls, cx, cy, w, h`` normalised to the input image. The
+    objectness target of an assigned slot is its box's CIoU (detached, clamped at 0); where several targets
+    share a slot, the largest wins. The class loss applies only when there is more than one class.
     """
 
     def __init__(self, model: nn.Module, hyp: LossHyp | None = None, *, imgsz: int = 640,
@@ -83,74 +204,35 @@ class YoloLoss:
         self.anchors = det.anchors.detach().clone().float()
         hyp = hyp or LossHyp()
         self.hyp = hyp.scaled(self.nc, self.nl, imgsz) if autoscale else hyp
-        self.balance = {3: [4.0, 1.0, 0.4]}.get(self.nl, [4.0, 1.0, 0.25, 0.06, 0.02])
-        dev = self.anchors.device  # the model's device: the loss runs where the predictions are
-        self.bce_cls = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([self.hyp.cls_pw], device=dev))
-        self.bce_obj = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([self.hyp.obj_pw], device=dev))
-        eps = self.hyp.label_smoothing
-        self.cp, self.cn = 1.0 - 0.5 * eps, 0.5 * eps
-        self.gr = 1.0  # objectness target = IoU
+        self.balance = objectness_balance(self.nl)
+        if len(self.balance) < self.nl:
+            raise ValueError(f"the loss weights at most {len(self.balance)} detection levels; the model has {self.nl}")
 
     def __call__(self, preds: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dev = preds[0].device
-        lcls, lbox, lobj = (torch.zeros(1, device=dev) for _ in range(3))
-        tcls, tbox, indices, anch = self.build_targets(preds, targets.to(dev))
-        for i, pi in enumerate(preds):
-            b, a, gj, gi = indices[i]
-            tobj = torch.zeros(pi.shape[:4], dtype=pi.dtype, device=dev)
-            n = b.shape[0]
-            if n:
-                pxy, pwh, _, pcls = pi[b, a, gj, gi].split((2, 2, 1, self.nc), 1)
-                pxy = pxy.sigmoid() * 2 - 0.5
-                pwh = (pwh.sigmoid() * 2) ** 2 * anch[i]
-                iou = bbox_ciou(torch.cat((pxy, pwh), 1), tbox[i])
-                lbox = lbox + (1.0 - iou).mean()
-                iou = iou.detach().clamp(0).type(tobj.dtype)
-                tobj[b, a, gj, gi] = (1.0 - self.gr) + self.gr * iou
+        device = preds[0].device
+        assigned = build_targets(targets.to(device), self.anchors.to(device),
+                                 [(p.shape[2], p.shape[3]) for p in preds], self.hyp.anchor_t)
+        box_loss, obj_loss, cls_loss = (torch.zeros(1, device=device) for _ in range(3))
+        for pred, slots, weight in zip(preds, assigned, self.balance, strict=True):
+            picked = pred[slots.image, slots.anchor, slots.gy, slots.gx]
+            iou = ciou(decode_boxes(picked[:, :4], slots.anchor_wh), slots.boxes)
+            if len(slots):
+                box_loss = box_loss + (1.0 - iou).mean()
                 if self.nc > 1:
-                    t = torch.full_like(pcls, self.cn)
-                    t[range(n), tcls[i]] = self.cp
-                    lcls = lcls + self.bce_cls(pcls, t)
-            lobj = lobj + self.bce_obj(pi[..., 4], tobj) * self.balance[i]
-        lbox, lobj, lcls = lbox * self.hyp.box, lobj * self.hyp.obj, lcls * self.hyp.cls
-        bs = preds[0].shape[0]
-        return (lbox + lobj + lcls) * bs, torch.cat((lbox, lobj, lcls)).detach()
+                    cls_target = self._class_targets(slots.classes).to(picked.dtype)
+                    cls_loss = cls_loss + self._bce(picked[:, 5:], cls_target, self.hyp.cls_pw)
+            obj_target = objectness_targets(pred, slots, iou)
+            obj_loss = obj_loss + self._bce(pred[..., 4], obj_target, self.hyp.obj_pw) * weight
+        box_loss, obj_loss, cls_loss = box_loss * self.hyp.box, obj_loss * self.hyp.obj, cls_loss * self.hyp.cls
+        return (box_loss + obj_loss + cls_loss) * preds[0].shape[0], torch.cat((box_loss, obj_loss, cls_loss)).detach()
 
-    def build_targets(self, preds: list[torch.Tensor], targets: torch.Tensor):
-        """Assign targets to (image, anchor, cell) per level; returns classes, boxes, indices, anchors."""
-        na, nt = self.na, targets.shape[0]
-        dev = targets.device
-        tcls, tbox, indices, anch = [], [], [], []
-        gain = torch.ones(7, device=dev)
-        ai = torch.arange(na, device=dev).float().view(na, 1).repeat(1, nt)
-        targets = torch.cat((targets.repeat(na, 1, 1), ai[..., None]), 2)  # [na, nt, 7]: img cls xywh anchor
-        g = 0.5
-        off = torch.tensor([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]], device=dev).float() * g
-        for i in range(self.nl):
-            anchors, shape = self.anchors[i].to(dev), preds[i].shape
-            gain[2:6] = torch.tensor(shape, device=dev)[[3, 2, 3, 2]].float()
-            t = targets * gain  # to grid units
-            if nt:
-                r = t[..., 4:6] / anchors[:, None]
-                j = torch.max(r, 1 / r).max(2)[0] < self.hyp.anchor_t
-                t = t[j]
-                gxy = t[:, 2:4]
-                gxi = gain[[2, 3]] - gxy
-                j, k = ((gxy % 1 < g) & (gxy > 1)).T
-                lft, m = ((gxi % 1 < g) & (gxi > 1)).T
-                j = torch.stack((torch.ones_like(j), j, k, lft, m))
-                t = t.repeat((5, 1, 1))[j]
-                offsets = (torch.zeros_like(gxy)[None] + off[:, None])[j]
-            else:
-                t = targets[0]
-                offsets = torch.zeros((0, 2), device=dev)
-            bc, gxy, gwh, a = t.split((2, 2, 2, 1), 1)
-            a, (b, c) = a.long().view(-1), bc.long().T
-            gij = (gxy - offsets).long()
-            gi, gj = gij.T
-            gj, gi = gj.clamp(0, shape[2] - 1), gi.clamp(0, shape[3] - 1)
-            indices.append((b, a, gj, gi))
-            tbox.append(torch.cat((gxy - torch.stack((gi, gj), 1), gwh), 1))
-            anch.append(anchors[a])
-            tcls.append(c)
-        return tcls, tbox, indices, anch
+    def _class_targets(self, classes: torch.Tensor) -> torch.Tensor:
+        """One-hot class targets, smoothed: 1 − ε/2 for the class, ε/2 for the others."""
+        eps = self.hyp.label_smoothing
+        return F.one_hot(classes, self.nc).float() * (1.0 - eps) + 0.5 * eps
+
+    @staticmethod
+    def _bce(logits: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
+        """Mean binary cross-entropy on logits with a positive-class weight."""
+        weight = torch.tensor([pos_weight], dtype=logits.dtype, device=logits.device)
+        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)

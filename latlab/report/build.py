@@ -1,8 +1,9 @@
 """``build_report``: the library call behind ``latlab report``.
 
-Finds the run folders under a results directory (:mod:`latlab.report.loaders`), writes one self-contained
+Finds the run folders under a results directory (:mod:`latlab.report.loaders`), writes one offline
 page per kind of result found (``<out stem>-guidelines.html``, ``-profile``, ``-search``, ``-lut``, ``-fidelity``) and an
-index page (``out``) that links them and lists every run with its command and device fingerprint.
+index page (``out``) that links them and lists every run with its command and device fingerprint. The pages
+share one ``plotly.min.js`` beside them (:func:`latlab.report.html.write_plotly_js`).
 
 A CSV of a run that cannot be read (empty, not CSV, not UTF-8) is named on its page and on the index (and the
 CLI repeats it on stderr); the report is still written when anything else could be read. When not one table of
@@ -19,7 +20,7 @@ import pandas as pd
 
 from latlab.errors import LatlabError
 from latlab.report import fidelity, guidelines, lut, profile, search
-from latlab.report.html import Page, df_to_html, esc, fingerprint_line
+from latlab.report.html import PLOTLY_JS_NAME, Page, df_to_html, esc, fingerprint_line
 from latlab.report.loaders import KIND_TITLES, KINDS, Run, discover
 
 BUILDERS: dict[str, Callable[[Page, list[Run]], None]] = {
@@ -70,7 +71,8 @@ def _index(root: Path, pages: dict[str, Path], runs: list[Run], skipped: list[tu
            nav: list[tuple[str, str]]) -> Page:
     page = Page(f"latlab report · {root}", nav=nav)
     page.paragraph("Pages: " + ", ".join(f"{KIND_TITLES[k]} ({sum(r.kind == k for r in runs)} run(s))"
-                                         for k in pages) + ". Each page opens offline (plotly.js is inside it).")
+                                         for k in pages) + f". Every page opens offline; they share {PLOTLY_JS_NAME} "
+                                                           "in this folder (copy it with them).")
     page.raw("<ul>" + "".join(f'<li><a href="{esc(p.name)}">{esc(KIND_TITLES[k])}</a></li>'
                               for k, p in pages.items()) + "</ul>")
     page.heading("Runs")

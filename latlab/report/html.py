@@ -1,7 +1,10 @@
-"""Self-contained offline HTML pages: plotly.js embedded once in the page head, no CDN, no network.
+"""Offline HTML pages: no CDN, no network; the pages of one folder share one copy of plotly.js.
 
 A :class:`Page` collects headings, notes, tables and plotly figures and renders one HTML file that opens
-from disk on a machine with no network. Every page starts with a header naming the device fingerprint and
+from disk (``file://``) on a machine with no network. :meth:`Page.write` puts the installed plotly
+package's ``plotly.min.js`` (~4.7 MB) once into the page's folder (:func:`write_plotly_js`) and the page
+loads it with a relative ``<script src>``; a page whose copy is missing says so above its first heading.
+:meth:`Page.render` alone embeds plotly.js, for a page kept as a single string. Every page starts with a header naming the device fingerprint and
 the command behind each run it shows (:meth:`Page.run_header`), because a latency means nothing without
 the machine it was measured on.
 
@@ -15,6 +18,7 @@ a person can read it in the developer tools.
 from __future__ import annotations
 
 import html
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +30,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 SELFTEST_ID = "latlab-selftest"
+PLOTLY_JS_NAME = "plotly.min.js"
 PLOTLY_CONFIG: dict[str, Any] = {"displaylogo": False, "responsive": True}
 FINGERPRINT_SUMMARY_KEYS = ("cpu_model", "logical_cores", "threads", "device", "gpu_name", "torch",
                             "onnxruntime", "governor", "load_avg_1m")
@@ -82,8 +87,13 @@ window.addEventListener('load', function () {
     });
   });
   document.getElementById('SELFTEST_ID').textContent = JSON.stringify(out);
+  if (!out.plotly && document.querySelector('.plotly-graph-div')) {
+    var warn = document.createElement('div'); warn.className = 'note warn';
+    warn.textContent = 'The charts need PLOTLY_JS_NAME next to this page: copy it with the page.';
+    document.body.insertBefore(warn, document.querySelector('h1'));
+  }
 });
-""".replace("SELFTEST_ID", SELFTEST_ID)
+""".replace("SELFTEST_ID", SELFTEST_ID).replace("PLOTLY_JS_NAME", PLOTLY_JS_NAME)
 
 # Click on a point whose customdata[0] holds text (a trial's YAML): show it in the figure's side panel.
 _PANEL_JS = """
@@ -220,11 +230,13 @@ class Page:
         """Add an HTML fragment the caller built (and escaped) itself."""
         self.parts.append(fragment)
 
-    def render(self) -> str:
-        """The whole page as one HTML string; plotly.js is embedded once when the page has figures."""
+    def render(self, plotly_src: str | None = None) -> str:
+        """The whole page as one HTML string. When it has figures it loads plotly.js from ``plotly_src`` (a
+        path relative to the page), or, without one, carries plotly.js inside the page."""
         plotly_js = ""
         if self.figures:
-            plotly_js = f"<script>{get_plotlyjs()}</script>"
+            plotly_js = (f'<script src="{esc(plotly_src)}"></script>' if plotly_src is not None
+                         else f"<script>{get_plotlyjs()}</script>")
         nav = ""
         if self.nav:
             nav = "<nav>" + "".join(f'<a href="{esc(href)}">{esc(text)}</a>' for text, href in self.nav) + "</nav>"
@@ -237,10 +249,28 @@ class Page:
             f'<pre id="{SELFTEST_ID}" hidden></pre><script>{_SELFTEST}</script></body></html>\n')
 
     def write(self, path: Path | str) -> Path:
+        """Write the page to ``path``; a page with figures shares the folder's ``plotly.min.js``."""
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(self.render(), encoding="utf-8")
+        if self.figures:
+            write_plotly_js(out.parent)
+        out.write_text(self.render(PLOTLY_JS_NAME), encoding="utf-8")
         return out
+
+
+def write_plotly_js(folder: Path) -> Path:
+    """The installed plotly package's plotly.js as ``folder/plotly.min.js``, for every page there to load.
+
+    Written once: an identical copy is left alone, a different one (another plotly version) replaced
+    atomically, so a page never sees half a file."""
+    path = folder / PLOTLY_JS_NAME
+    code = get_plotlyjs().encode("utf-8")
+    if path.is_file() and path.stat().st_size == len(code) and path.read_bytes() == code:
+        return path
+    tmp = path.with_name(f"{PLOTLY_JS_NAME}.tmp")
+    tmp.write_bytes(code)
+    os.replace(tmp, path)
+    return path
 
 
 def figure_points(fig: go.Figure) -> list[tuple[str | None, int]]:
