@@ -1,5 +1,5 @@
-"""Seed-to-seed noise of the quick start's accuracy protocol: the three seed detectors trained exactly as the
-quick start's search trains its baselines (same settings object, same estimator), with two training seeds.
+"""Seed-to-seed noise of the quick start's accuracy protocol: its baseline seed detectors trained exactly as the
+quick start's search trains them (same settings object, same estimator), with two training seeds.
 
     python benchmarks/quickstart_noise.py [--seeds 0,1] [--out results/quickstart-noise]
 
@@ -20,7 +20,6 @@ from pathlib import Path
 import pandas as pd
 
 from latlab.appendfile import append_line
-from latlab.ops.zoo import SEED_DETECTORS
 from latlab.quickstart import NOISE_FILE, QuickstartSettings, pooled_seed_sd, search_settings
 from latlab.search.estimators.data import context_nc
 from latlab.search.evaluate import baseline_cfg
@@ -46,7 +45,7 @@ def main() -> None:
         ctx = settings.estimator_context()
         nc = context_nc(ctx)
         estimator = settings.make_accuracy(nc)
-        for model in SEED_DETECTORS:
+        for model in base.baselines:
             if (model, seed) in done:
                 continue
             t0 = time.perf_counter()
