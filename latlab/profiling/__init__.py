@@ -12,11 +12,17 @@ from latlab.profiling.op_rules import (
     registered_ops,
     unregister_op_rule,
 )
-from latlab.profiling.runtimes import onnxruntime_int8, openvino, torch_compile  # registers those backends
+from latlab.profiling.runtimes import (  # registers those backends
+    executorch_xnnpack,
+    onnxruntime_int8,
+    openvino,
+    torch_compile,
+)
 
 __all__ = [
     "OpCost",
     "OpRule",
+    "executorch_xnnpack",
     "get_op_rule",
     "onnxruntime_int8",
     "op_rule_scope",

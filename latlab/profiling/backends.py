@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
+import importlib.metadata
 import math
 import tempfile
 import time
@@ -204,7 +205,11 @@ class BackendSpec:
             module = importlib.import_module(self.runtime)  # optional dependency: already imported by the runner
         except ImportError:
             return f"{self.runtime} (not installed)"
-        return f"{self.runtime} {getattr(module, '__version__', '?')}"
+        found = getattr(module, "__version__", None)
+        if found is None:
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                found = importlib.metadata.version(self.runtime)
+        return f"{self.runtime} {found or '?'}"
 
     def help(self) -> str:
         """One line for ``--help``: ``name (devices[; pip install latlab[extra]]): description``."""

@@ -2,7 +2,8 @@
 
 - ``torch_compile``: ``torch-compile`` (inductor, CPU/CUDA; compile time recorded apart from latency);
 - ``onnxruntime_int8``: ``onnxruntime-int8`` (static QDQ quantization, per-channel weights, calibrated);
-- ``openvino``: ``openvino`` (FP32) and ``openvino-int8`` (NNCF post-training quantization).
+- ``openvino``: ``openvino`` (FP32) and ``openvino-int8`` (NNCF post-training quantization);
+- ``executorch_xnnpack``: ``executorch`` (XNNPACK delegate, FP32).
 
 ``calibration`` feeds the INT8 backends: the built-in detection images when the input is an image batch
 (the detection layer registers that source), perturbed copies of the example input otherwise. Importing
@@ -10,6 +11,6 @@ this package (``latlab.profiling`` does) registers every backend; a missing pack
 backend is asked for, with a one-line error naming the extra.
 """
 
-from latlab.profiling.runtimes import onnxruntime_int8, openvino, torch_compile
+from latlab.profiling.runtimes import executorch_xnnpack, onnxruntime_int8, openvino, torch_compile
 
-__all__ = ["onnxruntime_int8", "openvino", "torch_compile"]
+__all__ = ["executorch_xnnpack", "onnxruntime_int8", "openvino", "torch_compile"]

@@ -54,10 +54,11 @@ class _Reader:
         return feed
 
 
-def quantize_onnx(path: Path, example_input: Any, cache_dir: Path = CACHE_DIR) -> Path:
-    """The static QDQ INT8 version of ONNX file ``path`` (cached; see the module docstring)."""
+def quantize_onnx(path: Path, example_input: Any, cache_dir: Path | None = None) -> Path:
+    """The static QDQ INT8 version of ONNX file ``path``, cached in ``cache_dir`` (default ``CACHE_DIR``)."""
     from onnxruntime.quantization import QuantFormat, quantize_static  # optional dependency (the onnx extra)
 
+    cache_dir = cache_dir or CACHE_DIR
     calibration = calibration_for(example_input)
     key = hashlib.sha256(Path(path).read_bytes() + calibration.name.encode()).hexdigest()[:32]
     out = cache_dir / f"{key}.onnx"
