@@ -300,9 +300,8 @@ class LatencyTable:
         input size."""
         where = str(self.path) if self.path else "latency table"
         if backend is not None and backend != self.backend:
-            raise TableError(f"{where}: measured with backend '{self.backend}' ({self.timed_precision}), but "
-                             f"'{backend}' was requested; build a table with --backend {backend} or request "
-                             f"--backend {self.backend}")
+            raise TableError(f"{where}: measured with backend '{self.backend}', but '{backend}' was requested; "
+                             f"build a table with --backend {backend} or request --backend {self.backend}")
         if precision is not None and precision != self.timed_precision:
             raise TableError(f"{where}: timed in {self.timed_precision}, but {precision} was requested; build a "
                              f"table with a backend that runs in {precision}")
