@@ -9,11 +9,23 @@ Modules: ``synthetic`` (the shapes generator), ``data`` (datasets, loaders, labe
 which precision to train), ``train``.
 """
 
+from latlab.detection import calibration  # registers the built-in images as the INT8 calibration source
 from latlab.detection.data import DetectionData, Split, load_dataset, make_dataset
 from latlab.detection.evaluate import evaluate, evaluate_checkpoint
 from latlab.detection.metrics import mean_average_precision
 from latlab.detection.nms import non_max_suppression
 from latlab.detection.train import TrainResult, train
 
-__all__ = ["DetectionData", "Split", "TrainResult", "evaluate", "evaluate_checkpoint", "load_dataset",
-           "make_dataset", "mean_average_precision", "non_max_suppression", "train"]
+__all__ = [
+           "DetectionData",
+           "Split",
+           "TrainResult",
+           "calibration",
+           "evaluate",
+           "evaluate_checkpoint",
+           "load_dataset",
+           "make_dataset",
+           "mean_average_precision",
+           "non_max_suppression",
+           "train",
+]

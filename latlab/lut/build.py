@@ -43,6 +43,7 @@ from latlab.lut.measure import (
 from latlab.lut.table import Entry, LatencyTable, package_versions
 from latlab.ops.builder import build_model
 from latlab.profiling.allocator import steady_cpu_allocator
+from latlab.profiling.backends import get_backend
 from latlab.profiling.timer import busy_notes, check_estimator
 from latlab.progress import ProgressReporter
 from latlab.threads import torch_threads
@@ -210,7 +211,8 @@ def build_table(out: str | Path, *, source: ArchSource | None = None, archs: Seq
     if device == "cpu":
         steady_cpu_allocator()  # before the fingerprint, which records it
     fp = device_fingerprint(threads, device)
-    table = LatencyTable(backend=backend, threads=threads, imgsz=imgsz, estimator=estimator, fingerprint=fp,
+    table = LatencyTable(backend=backend, precision=get_backend(backend).precision, threads=threads, imgsz=imgsz,
+                         estimator=estimator, fingerprint=fp,
                          versions=package_versions(), protocol=default_protocol(rounds, batch, estimator),
                          space=space_info, device=device, source="build")
     journal = Journal(out.with_name(out.name + ".partial"))

@@ -35,6 +35,7 @@ from latlab.lut.keys import Unit, model_units
 from latlab.lut.measure import count_units, measure_units
 from latlab.lut.table import LatencyTable, device_key
 from latlab.ops.builder import build_model
+from latlab.profiling.backends import get_backend
 from latlab.progress import ProgressReporter
 
 __all__ = ["FEATURES", "METHODS", "ON_MISSING", "LatencyPredictor", "Prediction", "fit_calibration", "predict"]
@@ -74,7 +75,8 @@ class LatencyPredictor:
         if on_missing not in ON_MISSING:
             raise TableError(f"on_missing must be one of {', '.join(ON_MISSING)}, got {on_missing!r}")
         self.table = table if isinstance(table, LatencyTable) else LatencyTable.load(table)
-        self.table.check(backend=backend, threads=threads, imgsz=imgsz)
+        precision = get_backend(backend).precision if backend is not None else None
+        self.table.check(backend=backend, threads=threads, imgsz=imgsz, precision=precision)
         self.on_missing = on_missing
         self.save_measured = save_measured
         self.progress = progress

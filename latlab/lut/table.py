@@ -5,7 +5,8 @@ protocol sit beside the entries, so a table is never applied to another setting 
 
     {
       "format": "latlab-lut", "schema_version": 1, "created": "...", "source": "build" | "kit",
-      "backend": "torch" | "onnxruntime", "device": "cpu", "threads": 1, "imgsz": 160,
+      "backend": "torch" | "onnxruntime" | ..., "precision": "fp32" | "int8", "device": "cpu", "threads": 1,
+      "imgsz": 160,
       "estimator": "p10",
       "fingerprint": {...},            # latlab.fingerprint.device_fingerprint (or the kit runner's own)
       "versions": {"latlab": ..., "torch": ..., "onnxruntime": ..., "numpy": ..., "python": ...},
@@ -20,7 +21,8 @@ protocol sit beside the entries, so a table is never applied to another setting 
 
 ``KEY`` is :func:`latlab.lut.keys.make_key`. ``estimate_ms`` is the ``estimator`` (a low percentile over
 interleaved rounds, as everywhere in latlab); median and IQR describe the spread. The checksum makes a
-corrupted or hand-edited file fail loudly instead of predicting nonsense.
+corrupted or hand-edited file fail loudly instead of predicting nonsense. ``precision`` is written by tables
+built since backends had precisions; an older table without it was timed in FP32 (the only precision then).
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def _refuse_constant(name: str) -> float:
 def package_versions() -> dict[str, str | None]:
     """Versions of the software that produced the numbers (None where a package is not installed)."""
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("latlab", "torch", "onnxruntime", "numpy"):
+    for name in ("latlab", "torch", "onnxruntime", "openvino", "nncf", "numpy"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -171,12 +173,14 @@ class LatencyTable:
     source: str = "build"
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     path: Path | None = None
+    precision: str | None = None  # None: a table written before precisions were recorded (FP32)
 
     # ------------------------------------------------------------------------------------------ identity
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "format": FORMAT, "schema_version": SCHEMA_VERSION, "created": self.created, "source": self.source,
             "backend": self.backend, "device": self.device, "threads": self.threads, "imgsz": self.imgsz,
+            **({"precision": self.precision} if self.precision is not None else {}),
             "estimator": self.estimator, "fingerprint": self.fingerprint, "versions": self.versions,
             "protocol": self.protocol, "space": self.space,
             "entries": {k: e.to_dict() for k, e in sorted(self.entries.items())},
@@ -197,6 +201,7 @@ class LatencyTable:
     def identity(self) -> dict[str, Any]:
         """What a study or a report records about the table it used."""
         return {"path": str(self.path) if self.path else None, "sha256": self.checksum, "backend": self.backend,
+                "precision": self.timed_precision,
                 "threads": self.threads, "imgsz": self.imgsz, "estimator": self.estimator,
                 "device_key": self.device_key, "cpu_model": self.fingerprint.get("cpu_model"),
                 "entries": len(self.entries), "calibration": self.calibration.method if self.calibration else None}
@@ -252,7 +257,8 @@ class LatencyTable:
         return cls(backend=str(doc["backend"]), threads=doc["threads"], imgsz=doc["imgsz"],
                    estimator=str(doc["estimator"]), fingerprint=doc["fingerprint"], versions=doc["versions"],
                    protocol=doc["protocol"], space=doc["space"], entries=entries, calibration=calibration,
-                   device=str(doc["device"]), source=str(doc["source"]), created=str(doc["created"]))
+                   device=str(doc["device"]), source=str(doc["source"]), created=str(doc["created"]),
+                   precision=str(doc["precision"]) if "precision" in doc else None)
 
     @classmethod
     def load(cls, path: Path | str, *, backend: str | None = None, threads: int | None = None,
@@ -283,12 +289,22 @@ class LatencyTable:
         return table
 
     # --------------------------------------------------------------------------------------- compatibility
-    def check(self, *, backend: str | None = None, threads: int | None = None, imgsz: int | None = None) -> None:
-        """Raise ``TableError`` when the table was measured for another backend, thread count or input size."""
+    @property
+    def timed_precision(self) -> str:
+        """The precision the entries were timed in (``fp32`` for a table that predates the field)."""
+        return self.precision or "fp32"
+
+    def check(self, *, backend: str | None = None, threads: int | None = None, imgsz: int | None = None,
+              precision: str | None = None) -> None:
+        """Raise ``TableError`` when the table was measured for another backend, precision, thread count or
+        input size."""
         where = str(self.path) if self.path else "latency table"
         if backend is not None and backend != self.backend:
             raise TableError(f"{where}: measured with backend '{self.backend}', but '{backend}' was requested; "
                              f"build a table with --backend {backend} or request --backend {self.backend}")
+        if precision is not None and precision != self.timed_precision:
+            raise TableError(f"{where}: timed in {self.timed_precision}, but {precision} was requested; build a "
+                             f"table with a backend that runs in {precision}")
         if threads is not None and threads != self.threads:
             raise TableError(f"{where}: measured with {self.threads} thread(s), but {threads} were requested; "
                              f"build a table with --threads {threads} or request --threads {self.threads}")

@@ -13,6 +13,10 @@ and error messages need, so adding a backend is one class (``get_runner`` / ``li
   ``torch.onnx.export`` to a temporary file),
   sequential execution, ``intra_op_num_threads = threads``, ``inter_op_num_threads = 1``.
 
+More runtimes (``torch-compile``, ``onnxruntime-int8``, ``openvino``, ``openvino-int8``) register themselves in
+``latlab.profiling.runtimes``, one module each. A runner records its precision, its runtime's version and the
+seconds a conversion took (compile, quantization: ``compile_seconds``), never mixed into the latency.
+
 Thread counts are always set explicitly (``torch.set_num_threads`` inside ``runner.session()``, restored on
 exit; ORT's intra-op pool at session creation) and recorded, because a latency means nothing without them.
 The model handed in is never mutated: runners work on a deep copy.
@@ -22,6 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
+import importlib.metadata
+import math
 import tempfile
 import time
 import warnings
@@ -108,6 +115,24 @@ class Runner(ABC):
             raise DeviceError(f"threads must be >= 1, got {threads}")
         self.threads = int(threads)
         self.channels_last = bool(channels_last)
+        self._compile_s: dict[int, float] = {}
+
+    @property
+    def precision(self) -> str:
+        """The numeric precision this backend times in (``fp32``, ``int8``, ...), from its spec."""
+        return self.spec.precision if self.spec else "fp32"
+
+    def runtime_version(self) -> str:
+        """``"<runtime> <version>"`` of the package that executes the model (recorded with every result)."""
+        return self.spec.runtime_version() if self.spec else f"torch {torch.__version__}"
+
+    def record_compile(self, fn: Callable[[], Any], seconds: float) -> None:
+        """Remember how long turning a model into ``fn`` took (compile, quantization), apart from latency."""
+        self._compile_s[id(fn)] = float(seconds)
+
+    def compile_seconds(self, fn: Callable[[], Any]) -> float:
+        """Seconds spent preparing ``fn`` beyond an eager copy (NaN for a backend that converts nothing)."""
+        return self._compile_s.get(id(fn), math.nan)
 
     @classmethod
     def create(cls, device: str, *, threads: int = 1, channels_last: bool = False) -> Runner:
@@ -161,7 +186,8 @@ class Runner(ABC):
 class BackendSpec:
     """What latlab knows about one backend without creating it: its name (``--backend``), the devices it
     runs on, the pip extra and importable modules it needs, the precision it times in, whether it can
-    time single torch layers (``--per-layer``/``--ops``, ``lint --measure``) and a one-line description."""
+    time single torch layers (``--per-layer``/``--ops``, ``lint --measure``), a one-line description and
+    the module whose version every result records (``runtime``)."""
 
     name: str
     runner: type[Runner]
@@ -171,6 +197,19 @@ class BackendSpec:
     requires: tuple[str, ...] = ()
     precision: str = "fp32"
     per_layer: bool = False
+    runtime: str = "torch"
+
+    def runtime_version(self) -> str:
+        """``"<runtime> <version>"``: the importable module ``runtime`` and its ``__version__``."""
+        try:
+            module = importlib.import_module(self.runtime)  # optional dependency: already imported by the runner
+        except ImportError:
+            return f"{self.runtime} (not installed)"
+        found = getattr(module, "__version__", None)
+        if found is None:
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                found = importlib.metadata.version(self.runtime)
+        return f"{self.runtime} {found or '?'}"
 
     def help(self) -> str:
         """One line for ``--help``: ``name (devices[; pip install latlab[extra]]): description``."""
@@ -193,8 +232,8 @@ _REGISTRY: dict[str, BackendSpec] = {}
 
 
 def register_backend(name: str, *, devices: tuple[str, ...], description: str, extra: str | None = None,
-                     requires: tuple[str, ...] = (), precision: str = "fp32", per_layer: bool = False
-                     ) -> Callable[[type[Runner]], type[Runner]]:
+                     requires: tuple[str, ...] = (), precision: str = "fp32", per_layer: bool = False,
+                     runtime: str = "torch") -> Callable[[type[Runner]], type[Runner]]:
     """Class decorator: register a ``Runner`` subclass as backend ``name`` (sets its ``backend`` and
     ``spec``). A name can be registered once; ``unregister_backend`` removes it (tests)."""
 
@@ -203,7 +242,8 @@ def register_backend(name: str, *, devices: tuple[str, ...], description: str, e
             raise DeviceError(f"backend '{name}' is already registered ({_REGISTRY[name].runner.__name__})")
         if not devices:
             raise DeviceError(f"backend '{name}' must name at least one device")
-        spec = BackendSpec(name, cls, tuple(devices), description, extra, tuple(requires), precision, per_layer)
+        spec = BackendSpec(name, cls, tuple(devices), description, extra, tuple(requires), precision, per_layer,
+                           runtime)
         cls.backend = name
         cls.spec = spec
         _REGISTRY[name] = spec
@@ -340,7 +380,7 @@ def export_onnx(model: nn.Module, example_input: Any, path: Path | str, opset: i
 
 
 @register_backend("onnxruntime", devices=("cpu", "cuda"), extra="onnx", requires=("onnx", "onnxruntime"),
-                  description="ONNX Runtime on an ONNX export (CUDA needs onnxruntime-gpu).")
+                  runtime="onnxruntime", description="ONNX Runtime on an ONNX export (CUDA needs onnxruntime-gpu).")
 class ORTRunner(Runner):
     """ONNX Runtime on the CPU (or CUDA when onnxruntime-gpu provides the CUDA execution provider)."""
 
@@ -349,7 +389,7 @@ class ORTRunner(Runner):
         return cls(threads, channels_last, device=device)
 
     def __init__(self, threads: int = 1, channels_last: bool = False, device: str = "cpu"):
-        get_backend(self.backend).check_installed()  # one-line error naming the onnx extra
+        get_backend(self.backend).check_installed()  # one-line error naming the extra
         import onnxruntime  # optional dependency (the onnx extra)
 
         self._ort = onnxruntime
@@ -364,23 +404,30 @@ class ORTRunner(Runner):
         self.model_path: Path | None = None
         self._exported = 0
 
-    def prepare(self, model: nn.Module | OnnxGraph | Callable[..., Any], example_input: Any) -> Callable[[], Any]:
-        """An ONNX file runs as it is; an nn.Module is exported to a temporary ONNX file first."""
+    def onnx_file(self, model: nn.Module | OnnxGraph | Callable[..., Any], example_input: Any) -> Path:
+        """The ONNX file of ``model``: an ONNX graph's own file, an nn.Module exported to a temporary file."""
         if isinstance(model, OnnxGraph):
-            self.model_path = model.path
-        elif isinstance(model, nn.Module):
+            return model.path
+        if isinstance(model, nn.Module):
             self._exported += 1
             path = Path(self._tmp.name) / f"model{self._exported}.onnx"
-            self.model_path = export_onnx(_private_copy(model), example_input, path)
-        else:
-            raise DeviceError("--backend onnxruntime needs an nn.Module to export, got a plain callable")
+            return export_onnx(_private_copy(model), example_input, path)
+        raise DeviceError(f"--backend {self.backend} needs an nn.Module to export, got a plain callable")
+
+    def prepare(self, model: nn.Module | OnnxGraph | Callable[..., Any], example_input: Any) -> Callable[[], Any]:
+        """An ONNX file runs as it is; an nn.Module is exported to a temporary ONNX file first."""
+        self.model_path = self.onnx_file(model, example_input)
+        return self.session_run(self.model_path, example_input)
+
+    def session_run(self, path: Path, example_input: Any) -> Callable[[], Any]:
+        """A no-argument call of an ONNX Runtime session on ``path`` fed with ``example_input``."""
         so = self._ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1
         so.execution_mode = self._ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = ["CUDAExecutionProvider"] if self.device == "cuda" else ["CPUExecutionProvider"]
-        sess = self._ort.InferenceSession(str(self.model_path), sess_options=so, providers=providers)
+        sess = self._ort.InferenceSession(str(path), sess_options=so, providers=providers)
         names = [i.name for i in sess.get_inputs()]
         arrays = [t.detach().cpu().numpy() for t in flatten_tensors(example_input)]
         if len(names) != len(arrays):

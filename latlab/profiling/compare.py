@@ -152,7 +152,9 @@ def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: 
     samples = {n: np.asarray(per_round[n], dtype=float) / factor for n in names}
     meas = {n: Measurement.from_samples(samples[n].ravel(), estimator=estimator, threads=threads,
                                         backend=runner.backend, device=runner.device,
-                                        confidence=confidence, notes=notes, speed_factor=factor)
+                                        confidence=confidence, notes=notes, speed_factor=factor,
+                                        precision=runner.precision, runtime_version=runner.runtime_version(),
+                                        compile_s=runner.compile_seconds(fns[n]))
             for n in names}
     return InterleavedRun(names, samples, meas, estimator, r, calls_per_round, elapsed, list(notes), factor)
 

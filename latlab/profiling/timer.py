@@ -50,7 +50,8 @@ ESTIMATORS: dict[str, Callable[[np.ndarray], float]] = {
 
 # Measurement columns shared by every latlab table (``Measurement.to_row``).
 ROW_COLUMNS = ("median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "n", "threads", "backend", "device")
-EXTRA_COLUMNS = ("min_ms", "estimator", "estimate_ms", "ci_low_ms", "ci_high_ms", "speed_factor")
+EXTRA_COLUMNS = ("min_ms", "estimator", "estimate_ms", "ci_low_ms", "ci_high_ms", "speed_factor", "precision",
+                 "runtime_version", "compile_s")
 
 
 def check_estimator(name: str) -> str:
@@ -155,12 +156,18 @@ class Measurement:
     ci_valid: bool = True
     warnings: list[str] = field(default_factory=list)
     speed_factor: float = 1.0
+    precision: str = "fp32"
+    runtime_version: str = ""
+    compile_s: float = float("nan")
 
     @classmethod
     def from_samples(cls, samples_ms: Sequence[float], *, estimator: str = DEFAULT_ESTIMATOR, threads: int = 1,
                      backend: str = "torch", device: str = "cpu", confidence: float = CONFIDENCE,
-                     notes: Sequence[str] = (), speed_factor: float = 1.0) -> Measurement:
-        """Compute every statistic of ``samples_ms`` and the high-variance warnings."""
+                     notes: Sequence[str] = (), speed_factor: float = 1.0, precision: str = "fp32",
+                     runtime_version: str = "", compile_s: float = float("nan")) -> Measurement:
+        """Compute every statistic of ``samples_ms`` and the high-variance warnings. ``precision``,
+        ``runtime_version`` and ``compile_s`` (seconds a compile/quantization took, never in the samples) come
+        from the runner (``Runner.precision``/``runtime_version()``/``compile_seconds``)."""
         a = np.asarray(samples_ms, dtype=float)
         if a.size == 0:
             raise LatlabError("no timing samples: the measurement took none (budget too small?)")
@@ -189,6 +196,9 @@ class Measurement:
             ci_valid=valid,
             warnings=list(notes),
             speed_factor=float(speed_factor),
+            precision=precision,
+            runtime_version=runtime_version,
+            compile_s=float(compile_s),
         )
         m.warnings.extend(variance_warnings(m.iqr_ms, m.median_ms))
         return m
@@ -301,7 +311,9 @@ class Timer:
                          f"in {clock() - start:.2f} s")
         return Measurement.from_samples(samples, estimator=estimator, threads=self.threads,
                                         backend=runner.backend, device=runner.device,
-                                        confidence=confidence, notes=notes)
+                                        confidence=confidence, notes=notes, precision=runner.precision,
+                                        runtime_version=runner.runtime_version(),
+                                        compile_s=runner.compile_seconds(fn))
 
 
 def ci_met(samples: Sequence[float], estimator: str, target_ci: float,
