@@ -227,3 +227,10 @@ def test_trust_block_warns_when_the_estimator_does_not_beat_params(tmp_path):
     assert not trusted and "does not beat the #params baseline" in text and "8 epochs at 128 px" in text
     text, trusted = report_fidelity.trust_text({"space_hash": "abc", "accuracy_estimator": "strong"}, folder=tmp_path)
     assert trusted and "does not beat" not in text
+    # a study on other data than the reference says so
+    easy = {"space_hash": "abc", "accuracy_estimator": "strong",
+            "train_budget": {"data": "builtin", "imgsz": 64, "data_kwargs": {"preset": "shapes4-easy"}}}
+    text, _ = report_fidelity.trust_text(easy, folder=tmp_path)
+    assert "trains on shapes4-easy at 64 px, the reference on shapes10 at 128 px" in text
+    same = dict(easy, train_budget={"data": "builtin", "imgsz": 128})
+    assert "trains on" not in report_fidelity.trust_text(same, folder=tmp_path)[0]

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from latlab.detection.synthetic import DEFAULT_PRESET
 from latlab.report.figures import COLOURS, FIG_HEIGHT, add_run_header
 from latlab.report.html import Page
 from latlab.report.loaders import Run
@@ -173,7 +174,22 @@ def trust_text(meta: dict[str, Any], trials: pd.DataFrame | None = None, folder:
     return (f"Accuracy estimator: {name}. Kendall {fid.tau_text()} (95 % CI) against reference trainings of "
             f"{fid.n} architectures of this space{how} ({path.name}{extra}{vs}). τ = 1 would mean the estimator "
             "orders candidates exactly as the long trainings do; read the front's accuracy differences with "
-            f"that in mind.{warn}"), not weak
+            f"that in mind.{warn}{_data_clause(meta, proto)}"), not weak
+
+
+def _data_clause(meta: dict[str, Any], proto: dict[str, Any]) -> str:
+    """A sentence when the study trains on other data or another image size than the reference did."""
+    budget = meta.get("train_budget") or {}
+    preset = (budget.get("data_kwargs") or {}).get("preset", DEFAULT_PRESET)
+    ref_preset = (proto.get("data_kwargs") or {}).get("preset", DEFAULT_PRESET)
+    ours = (str(budget.get("data", "builtin")), preset, budget.get("imgsz"))
+    theirs = (str(proto.get("data", "builtin")), ref_preset, proto.get("imgsz"))
+    if not budget or ours == theirs:
+        return ""
+    def what(d: tuple[str, str, Any]) -> str:
+        return (f"{d[1] if d[0] == 'builtin' else d[0]} at {d[2]} px")
+    return (f" This study trains on {what(ours)}, the reference on {what(theirs)}: the τ describes the estimator "
+            "on the reference's data, not necessarily on this study's.")
 
 
 def add_trust_block(page: Page, meta: dict[str, Any], trials: pd.DataFrame | None = None,

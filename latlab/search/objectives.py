@@ -247,8 +247,13 @@ class TrainedAccuracy:
         return int(self.dataset.nc)
 
     def budget(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "minutes": self.minutes, "batch": self.batch, "imgsz": self.imgsz,
-                "data": str(self.data), "seed": self.seed}
+        """What decides a trial's mAP besides the model (recorded in the study; joiners must match it).
+        ``data_kwargs`` (built-in data size, preset) only when given, so older studies still join."""
+        out = {"epochs": self.epochs, "minutes": self.minutes, "batch": self.batch, "imgsz": self.imgsz,
+               "data": str(self.data), "seed": self.seed}
+        if self.data_kwargs:
+            out["data_kwargs"] = dict(sorted(self.data_kwargs.items()))
+        return out
 
     def __call__(self, cfg: dict[str, Any], out_dir: Path, on_epoch_end: EpochHook | None = None
                  ) -> AccuracyResult:
