@@ -84,24 +84,40 @@ class TrainResult:
 
 
 class ModelEMA:
-    """Exponential moving average of weights (YOLOv5): decay ramps up as ``d·(1 − exp(−updates/τ))``."""
+    """Exponential moving average of weights (YOLOv5): decay ramps up as ``d·(1 − exp(−updates/τ))``.
+
+    The float tensors of both state dicts are paired once and updated with one fused ``torch._foreach``
+    call per step (not one ``mul_``/``add_`` per tensor); like an optimizer, this relies on the model's
+    tensors being updated in place (``load_state_dict`` and optimizer steps do)."""
 
     def __init__(self, model: nn.Module, decay: float = 0.9999, tau: float = 2000, updates: int = 0):
         self.ema = copy.deepcopy(model).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
         self.decay, self.tau, self.updates = decay, tau, updates
+        self._pairs: tuple[list[torch.Tensor], ...] | None = None
+        self._source: nn.Module | None = None
+
+    def _paired(self, model: nn.Module) -> tuple[list[torch.Tensor], ...]:
+        """``(ema floats, model floats, ema others, model others)``: matching tensors of the two state dicts."""
+        if self._pairs is None or self._source is not model:
+            msd, pairs = model.state_dict(), ([], [], [], [])
+            for k, v in self.ema.state_dict().items():
+                i = 0 if v.dtype.is_floating_point else 2
+                pairs[i].append(v)
+                pairs[i + 1].append(msd[k].detach())
+            self._pairs, self._source = pairs, model
+        return self._pairs
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         d = self.decay * (1 - math.exp(-self.updates / self.tau))
-        msd = model.state_dict()
-        for k, v in self.ema.state_dict().items():
-            if v.dtype.is_floating_point:
-                v.mul_(d).add_(msd[k].detach(), alpha=1 - d)
-            else:
-                v.copy_(msd[k])
+        ema_f, model_f, ema_o, model_o = self._paired(model)
+        torch._foreach_mul_(ema_f, d)
+        torch._foreach_add_(ema_f, model_f, alpha=1 - d)
+        for v, m in zip(ema_o, model_o, strict=True):
+            v.copy_(m)
 
 
 def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float
@@ -109,6 +125,8 @@ def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weig
     """YOLOv5's three parameter groups: weights (decayed), norm weights and biases (not decayed).
 
     Group order is fixed (0 weights, 1 norm weights, 2 biases) so warm-up can address the bias group.
+    ``foreach=True``: torch picks the multi-tensor kernels by default on GPUs only; on the CPU they save one
+    Python-level op per parameter and step.
     """
     decay, no_decay, biases = [], [], []
     norm_types = tuple(v for k, v in vars(nn).items() if "Norm" in k and isinstance(v, type))
@@ -126,9 +144,10 @@ def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weig
               {"params": biases, "weight_decay": 0.0}]
     key = name.lower()
     if key == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)
+        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True,
+                                                     foreach=True)
     elif key == "adamw":
-        opt = torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999))
+        opt = torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999), foreach=True)
     else:
         raise ConfigError(f"optimizer must be 'SGD' or 'AdamW', got {name!r}")
     return opt
@@ -425,7 +444,7 @@ def _step(model: nn.Module, opt: torch.optim.Optimizer, ema: ModelEMA | None, cl
     """One optimizer step through ``scaler`` (a pass-through when disabled): unscale, clip, step, EMA."""
     scaler.unscale_(opt)
     if clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip, foreach=True)
     scaler.step(opt)
     scaler.update()
     opt.zero_grad(set_to_none=False)
