@@ -57,6 +57,7 @@ from latlab.threads import torch_threads
 HISTORY_COLUMNS = ["epoch", "iterations", "images", "box_loss", "obj_loss", "cls_loss", "lr", "map50", "map",
                    "train_s", "elapsed_s", "partial"]
 EpochHook = Callable[[int, dict[str, Any]], bool]
+FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")  # where torch has fused AdamW and SGD kernels
 
 
 @dataclass
@@ -125,8 +126,9 @@ def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weig
     """YOLOv5's three parameter groups: weights (decayed), norm weights and biases (not decayed).
 
     Group order is fixed (0 weights, 1 norm weights, 2 biases) so warm-up can address the bias group.
-    ``foreach=True``: torch picks the multi-tensor kernels by default on GPUs only; on the CPU they save one
-    Python-level op per parameter and step.
+    On the CPU and CUDA the optimizer is ``fused`` (one vectorised kernel updates every parameter: several
+    times faster than torch's CPU default, which loops over the parameters; results agree to float rounding),
+    elsewhere ``foreach``.
     """
     decay, no_decay, biases = [], [], []
     norm_types = tuple(v for k, v in vars(nn).items() if "Norm" in k and isinstance(v, type))
@@ -143,11 +145,12 @@ def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weig
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0},
               {"params": biases, "weight_decay": 0.0}]
     key = name.lower()
+    fused = all(p.device.type in FUSED_OPTIMIZER_DEVICES for p in decay + no_decay + biases)
+    kernels = {"fused": True} if fused else {"foreach": True}
     if key == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True,
-                                                     foreach=True)
+        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True, **kernels)
     elif key == "adamw":
-        opt = torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999), foreach=True)
+        opt = torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999), **kernels)
     else:
         raise ConfigError(f"optimizer must be 'SGD' or 'AdamW', got {name!r}")
     return opt
@@ -285,6 +288,7 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
         wd = s["weight_decay"] * batch * accumulate / nbs
         lr_start = s["lr0"] if s["lr0"] is not None else (0.01 if s["optimizer"].lower() == "sgd" else 0.003)
         opt = make_optimizer(model, s["optimizer"], lr_start, s["momentum"], wd)
+        params = [p for p in model.parameters() if p.requires_grad]  # listed once: walking modules costs per step
         for gp in opt.param_groups:
             gp["initial_lr"] = lr_start
         ema = ModelEMA(model) if s["use_ema"] else None
@@ -367,7 +371,7 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
                         loss, items = compute_loss(preds, targets)
                     scaler.scale(loss).backward()
                     if ni - last_opt >= accumulate_now:
-                        _step(model, opt, ema, s["grad_clip"], scaler)
+                        _step(model, params, opt, ema, s["grad_clip"], scaler)
                         last_opt = ni
                     ni += 1
                     n_iter += 1
@@ -378,7 +382,7 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
                         done, partial = True, bi < nb - 1
                         break
                 if last_opt < ni - 1:  # flush accumulated gradients so an epoch boundary is a clean state
-                    _step(model, opt, ema, s["grad_clip"], scaler)
+                    _step(model, params, opt, ema, s["grad_clip"], scaler)
                     last_opt = ni - 1
                 train_s += time.perf_counter() - t_epoch
                 eval_model = ema.ema if ema is not None else model
@@ -439,17 +443,31 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
                            device=dev.name, amp=dev.amp)
 
 
-def _step(model: nn.Module, opt: torch.optim.Optimizer, ema: ModelEMA | None, clip: float,
-          scaler: torch.amp.GradScaler) -> None:
+def _step(model: nn.Module, params: list[torch.Tensor], opt: torch.optim.Optimizer, ema: ModelEMA | None,
+          clip: float, scaler: torch.amp.GradScaler) -> None:
     """One optimizer step through ``scaler`` (a pass-through when disabled): unscale, clip, step, EMA."""
     scaler.unscale_(opt)
     if clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip, foreach=True)
+        clip_gradients(params, clip)
     scaler.step(opt)
     scaler.update()
     opt.zero_grad(set_to_none=False)
     if ema is not None:
         ema.update(model)
+
+
+def clip_gradients(params: list[torch.Tensor], max_norm: float) -> None:
+    """``clip_grad_norm_``, without its pass that multiplies every gradient by 1 when none needs clipping.
+
+    The coefficient is torch's own (``max_norm / (norm + 1e-6)``, capped at 1); on the CPU a factor of 1 is
+    skipped, with bitwise the same result; on a GPU the check would cost a synchronisation, so it always
+    multiplies."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+    if norm.device.type != "cpu" or max_norm / (norm + 1e-6) < 1:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm, foreach=True)
 
 
 def _describe(cfg_or_model: Any) -> str:
