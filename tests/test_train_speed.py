@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from latlab.detection.augment import AugmentConfig, hsv_jitter, hue_rotation, sampling_grid
+from latlab.detection.checkpoint import load_checkpoint, save_checkpoint
 from latlab.detection.device import parse_device
-from latlab.detection.train import ModelEMA, clip_gradients, make_optimizer
+from latlab.detection.train import ModelEMA, clip_gradients, make_optimizer, match_state_layout
 from latlab.ops.builder import build_model
 
 
@@ -103,3 +104,31 @@ def test_cpu_trains_channels_last_with_the_same_outputs():
     assert fast.layers[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
     for a, b in zip(fast(parse_device("cpu").batch(x)), ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_resumed_optimizer_state_takes_the_channels_last_layout(tmp_path):
+    """A checkpoint's contiguous momenta, loaded for channels-last weights, step exactly like the originals."""
+    def net():
+        torch.manual_seed(0)
+        return nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+
+    def step(model, opt, seed):
+        torch.manual_seed(seed)
+        model.weight.grad = torch.randn(4, 3, 3, 3).to(memory_format=torch.channels_last)
+        model.bias.grad = torch.randn(4)
+        opt.step()
+
+    a, b = net(), net()
+    opt_a = make_optimizer(a, "AdamW", 0.01, 0.9, 5e-4)
+    step(a, opt_a, 0)
+    ckpt = load_checkpoint(save_checkpoint(tmp_path / "last.pt", {"model": a.state_dict(),
+                                                                  "optimizer": opt_a.state_dict()}))
+    b.load_state_dict(ckpt["model"])
+    opt_b = make_optimizer(b, "AdamW", 0.01, 0.9, 5e-4)
+    opt_b.load_state_dict(ckpt["optimizer"])  # contiguous tensors, as checkpoints hold them
+    assert opt_b.state[b.weight]["exp_avg"].stride() != b.weight.stride()
+    match_state_layout(opt_b)
+    assert opt_b.state[b.weight]["exp_avg"].stride() == b.weight.stride()
+    step(a, opt_a, 1)
+    step(b, opt_b, 1)
+    assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)

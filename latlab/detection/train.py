@@ -309,6 +309,7 @@ def train(cfg_or_model: str | Path | dict | nn.Module, *, data: str | Path | Det
             except RuntimeError as exc:
                 raise ConfigError(f"{last_path}: checkpoint does not fit this model ({str(exc).splitlines()[0]})") from exc
             opt.load_state_dict(ckpt["optimizer"])  # moves the state onto the parameters' device
+            match_state_layout(opt)
             if dev.needs_scaler and ckpt.get("scaler"):
                 scaler.load_state_dict(ckpt["scaler"])
             start_epoch, ni, last_opt = int(ckpt["epoch"]) + 1, int(ckpt["iteration"]), int(ckpt["last_opt_step"])
@@ -454,6 +455,18 @@ def _step(model: nn.Module, params: list[torch.Tensor], opt: torch.optim.Optimiz
     opt.zero_grad(set_to_none=False)
     if ema is not None:
         ema.update(model)
+
+
+def match_state_layout(opt: torch.optim.Optimizer) -> None:
+    """Give every per-parameter state tensor (momenta) its parameter's memory layout.
+
+    Checkpoints hold contiguous tensors; a channels-last model's parameters are not. The fused optimizer
+    kernels walk the parameter and its state as flat memory, so after a resume they must match element for
+    element (torch's other kernels follow strides and only get slower)."""
+    for p, state in opt.state.items():
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
 def clip_gradients(params: list[torch.Tensor], max_norm: float) -> None:
