@@ -41,7 +41,8 @@ def _cuda_bf16() -> bool:
 @dataclass(frozen=True)
 class DeviceKind:
     """What one kind of device needs: how many this host has, which AMP modes it runs and what ``auto``
-    means there, and the CUDA-only switches (``cudnn.benchmark``, channels-last)."""
+    means there, ``cudnn.benchmark`` (CUDA) and channels-last (CUDA and CPU: oneDNN's convolutions and the
+    channels-last batch norm train yolov5n markedly faster in that layout on the CPU too)."""
 
     name: str
     count: Callable[[], int]
@@ -54,7 +55,7 @@ class DeviceKind:
 
 
 DEVICE_KINDS: dict[str, DeviceKind] = {k.name: k for k in (
-    DeviceKind("cpu", lambda: 1, ("off", "bf16"), "off", ""),
+    DeviceKind("cpu", lambda: 1, ("off", "bf16"), "off", "", channels_last=True),
     DeviceKind("cuda", _cuda_count, ("off", "fp16", "bf16"), "fp16",
                "no CUDA GPU is available (torch.cuda.is_available() is False)", cudnn_benchmark=True,
                channels_last=True, bf16_ok=_cuda_bf16),

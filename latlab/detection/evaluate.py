@@ -34,7 +34,7 @@ def cxcywh_to_xyxy_pixels(labels: torch.Tensor, imgsz: int) -> torch.Tensor:
     return out
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping at all (no_grad still tracks version counters)
 def predict(model: nn.Module, imgs: torch.Tensor, *, conf_thres: float = 0.001, iou_thres: float = 0.6,
             max_det: int = 300) -> list[torch.Tensor]:
     """Detections [n, 6] ``x1 y1 x2 y2 score cls`` (on the CPU) per image of a float batch in [0, 1]."""
