@@ -234,3 +234,17 @@ def test_trust_block_warns_when_the_estimator_does_not_beat_params(tmp_path):
     assert "trains on shapes4-easy at 64 px, the reference on shapes10 at 128 px" in text
     same = dict(easy, train_budget={"data": "builtin", "imgsz": 128})
     assert "trains on" not in report_fidelity.trust_text(same, folder=tmp_path)[0]
+    # the same space with another class count (another space_hash) finds the table by its choices hash
+    side = json.loads((tmp_path / "fidelity_v1.json").read_text()) | {"choices_hash": "xyz"}
+    (tmp_path / "fidelity_v1.json").write_text(json.dumps(side))
+    nc4 = {"space_hash": "other", "choices_hash": "xyz", "accuracy_estimator": "strong"}
+    assert "Kendall" in report_fidelity.trust_text(nc4, folder=tmp_path)[0]
+    assert "not measured yet" in report_fidelity.trust_text(dict(nc4, choices_hash="no"), folder=tmp_path)[0]
+
+
+def test_choices_hash_ignores_the_class_count():
+    from latlab.search.space import load_space
+
+    a, b = load_space(None), load_space(None)
+    b.nc = 4
+    assert a.space_hash != b.space_hash and a.choices_hash == b.choices_hash

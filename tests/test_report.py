@@ -65,6 +65,19 @@ def test_folder_with_only_unreported_jobs(tmp_path: Path) -> None:
         build_report(tmp_path)
 
 
+def test_search_trial_folders_are_not_listed_as_unshown_runs(tmp_path: Path) -> None:
+    from latlab.report.loaders import discover
+
+    for sub in ("study/trials/00000", "study/trials/00001", "train/a"):
+        (tmp_path / sub).mkdir(parents=True)
+        (tmp_path / sub / "meta.json").write_text(json.dumps({"job": "train"}))
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "meta.json").write_text(json.dumps({"job": "guidelines"}))
+    (tmp_path / "g" / "verdicts.csv").write_text("guideline,verdict\nG1,holds\n")
+    found = discover(tmp_path)
+    assert [p.name for p, _ in found.skipped] == ["a"]
+
+
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(LatlabError, match="does not exist"):
         build_report(tmp_path / "nope")

@@ -112,12 +112,12 @@ def build(page: Page, runs: list[Run]) -> None:
 
 
 # ------------------------------------------------------------------------------------- search trust block
-def shipped_table(space_hash: str | None, folder: Path | None = None
+def shipped_table(space_hash: str | None, folder: Path | None = None, choices_hash: str | None = None
                   ) -> tuple[pd.DataFrame, dict[str, Any], Path] | None:
     """The newest ``fidelity_v<N>.csv`` in ``folder`` (default :data:`FIDELITY_DIR`) whose sidecar names
-    ``space_hash``, or None."""
+    ``space_hash`` (or, failing that, ``choices_hash``: the same space with another class count), or None."""
     folder = Path(folder) if folder is not None else FIDELITY_DIR
-    if not space_hash or not folder.is_dir():
+    if not (space_hash or choices_hash) or not folder.is_dir():
         return None
     found = sorted(((int(m.group(1)), p) for p in folder.glob("fidelity_v*.csv") if (m := _VERSION.search(p.name))),
                    reverse=True)
@@ -127,7 +127,8 @@ def shipped_table(space_hash: str | None, folder: Path | None = None
             meta = json.loads(side.read_text()) if side.is_file() else {}
         except json.JSONDecodeError:
             continue
-        if meta.get("space_hash") == space_hash:
+        if (space_hash and meta.get("space_hash") == space_hash) or (
+                choices_hash and meta.get("choices_hash") == choices_hash):
             try:
                 return pd.read_csv(p), meta, p
             except (pd.errors.EmptyDataError, pd.errors.ParserError):
@@ -151,7 +152,7 @@ def trust_text(meta: dict[str, Any], trials: pd.DataFrame | None = None, folder:
     """(text, trusted): the estimator and its measured τ with CI for this space, or that it is not measured;
     ``trusted`` is False when unmeasured or when its τ does not beat the #params baseline's."""
     name = estimator_of(meta, trials)
-    found = shipped_table(meta.get("space_hash"), folder)
+    found = shipped_table(meta.get("space_hash"), folder, meta.get("choices_hash"))
     if found is None:
         return (f"Accuracy estimator: {name}. Its rank fidelity is not measured yet for this space "
                 f"(space {meta.get('space_name') or meta.get('space_hash') or 'unknown'}; `latlab fidelity run` "

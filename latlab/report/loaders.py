@@ -193,6 +193,11 @@ def load_run(path: Path | str) -> Run | tuple[Path, str]:
     return Run(folder, meta, kind, csvs)
 
 
+def _is_search_trial(folder: Path) -> bool:
+    """``<study dir>/trials/<number>/``: where a search keeps one trial's training run."""
+    return folder.parent.name == "trials" and folder.name.isdigit()
+
+
 def discover(results_dir: Path | str) -> Discovery:
     """Every run folder under ``results_dir`` (itself included) that a report page can show.
 
@@ -208,6 +213,8 @@ def discover(results_dir: Path | str) -> Discovery:
     runs: list[Run] = []
     skipped: list[tuple[Path, str]] = []
     for m in metas:
+        if _is_search_trial(m.parent):
+            continue  # a search trial's training folder: the search page shows the trial
         got = load_run(m.parent)
         if isinstance(got, Run):
             runs.append(got)

@@ -49,7 +49,7 @@ from latlab.search.reference import (
 
 BASELINES = ("params", "madds", "mac_bytes")
 DEFAULT_PUBLISHED = FIDELITY_DIR / "fidelity_v1.csv"
-PUBLISHED_META_KEYS = ("reference_set", "space", "space_hash", "protocol", "n_archs", "n_boot", "separation",
+PUBLISHED_META_KEYS = ("reference_set", "space", "space_hash", "choices_hash", "protocol", "n_archs", "n_boot", "separation",
                        "noise_ceiling", "time", "fingerprint", "estimators")
 JOB = "fidelity"
 DEFAULT_CACHE = RESULTS_ROOT / JOB / "estimates-cache.csv"  # reused across fidelity runs
@@ -184,6 +184,7 @@ def run_fidelity(estimators: Sequence[str] | None = None, *, reference_set: Path
     meta: dict[str, Any] = {
         "reference_set": str(reference_set), "reference_results": str(reference_results),
         "space": ref.header.get("space"), "space_hash": ref.header.get("space_hash"),
+        "choices_hash": ref.header.get("choices_hash"),
         "protocol": protocol.to_dict(), "estimators": names, "baselines": list(BASELINES) if baselines else [],
         "n_archs": len(archs), "n_boot": n_boot, "separation": asdict(sep),
         "estimator_context": {k: v for k, v in asdict(ctx).items() if k != "data"} | {"data": str(ctx.data)},

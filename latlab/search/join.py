@@ -30,7 +30,7 @@ def _study_attrs(s: SearchSettings, space: SearchSpace, latency_source: str, fp:
     return {
         "mode": s.mode, "imgsz": s.imgsz, "latency_source": latency_source,
         "latency_kind": "lut" if latency_source.startswith("lut:") else "measured",
-        "hardware_key": hw, "fingerprint": fp, "space_hash": space.space_hash, "space": space.raw,
+        "hardware_key": hw, "fingerprint": fp, "space_hash": space.space_hash, "choices_hash": space.choices_hash, "space": space.raw,
         "space_name": space.name, "latency_budget_ms": s.latency_budget_ms, "budget_from": s.budget_from,
         "nc": space.nc,
         "train_budget": budget, "baselines": list(s.baselines), "estimator": s.estimator,

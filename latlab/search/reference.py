@@ -146,7 +146,8 @@ def build_reference_set(space: str | Path | Mapping[str, Any] | SearchSpace | No
                            "sampled", pool[i].arch) for j, i in enumerate(picked)]
     archs += [ReferenceArch(name, arch_hash(cfg), cfg, round(lat[name], 4), "seed", name)
               for name, cfg in seed_cfgs.items()]
-    header = {"version": SET_VERSION, "space": sp.name, "space_hash": sp.space_hash, "nc": sp.nc,
+    header = {"version": SET_VERSION, "space": sp.name, "space_hash": sp.space_hash,
+              "choices_hash": sp.choices_hash, "nc": sp.nc,
               "imgsz": imgsz, "seed": seed, "n": n, "pool": len(pool),
               "selection": "pool sorted by latency, n equal-count bins, one random point per bin; plus seeds",
               "latency": "interleaved engine, batch 1, one short run (ms; at build time, on the build machine)"}

@@ -124,6 +124,14 @@ class SearchSpace:
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
     @property
+    def choices_hash(self) -> str:
+        """Hash of the choices without the class count: the same space on data with other classes (a
+        reference measured with nc 10 still describes a study with nc 4, data apart)."""
+        blob = json.dumps({"choices": self.choices, "div": self.channel_divisor, "anchors": self.anchors},
+                          sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    @property
     def size(self) -> int:
         """Number of distinct points (ignored options included)."""
         return math.prod(len(v) for v in self.choices.values())
