@@ -1,6 +1,8 @@
 """Weight-sharing supernet: slices equal a stand-alone model, training touches only the sampled path,
 resume is deterministic, bad files are one-line errors."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from latlab.detection.data import load_dataset
 from latlab.errors import SearchError
 from latlab.ops.builder import build_model
 from latlab.search.estimators import EstimatorContext, make_estimator
+from latlab.search.evaluate import baseline_cfg
 from latlab.search.space import load_space
 from latlab.search.supernet import (
     Supernet,
@@ -175,3 +178,10 @@ def test_cli_bad_file_exits_2(tmp_path):
     bad = tmp_path / "x.pt"
     bad.write_bytes(b"not a checkpoint")
     assert main(["supernet", "eval", str(bad), "--arch", "yolov5n"]) == 2
+
+
+def test_seed_baselines_get_no_supernet_score():
+    """A seed detector is not a point of the space: the search's baseline trial gets NaN, not a failure."""
+    est = make_estimator("supernet:never-loaded.pt", EstimatorContext(imgsz=64))
+    got = est.estimate_baseline(baseline_cfg("yolov5n", 10))
+    assert math.isnan(got.score) and got.map is None and "not a point" in got.details["note"]

@@ -131,8 +131,9 @@ def collect_estimates(archs: Sequence[ReferenceArch], estimators: Sequence[str],
                 continue
             if progress:
                 progress(f"{text}: [{i}/{len(archs)}] {a.name}")
+            score = est.estimate_baseline if a.role == "seed" else est.estimate  # seeds: as a search scores them
             with tempfile.TemporaryDirectory(prefix="latlab-fid-") as tmp:
-                e = est.estimate(dict(a.cfg), out_dir=Path(tmp))
+                e = score(dict(a.cfg), out_dir=Path(tmp))
             rows.append({"estimator": text, "kind": est.spec.kind, "name": a.name, "role": a.role,
                          "score": float(e.score), "cost_s": float(e.cost_s),
                          "map": float("nan") if e.map is None else float(e.map)})

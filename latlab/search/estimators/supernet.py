@@ -4,7 +4,8 @@ The candidate's slices of the shared tensors are copied into its stand-alone mod
 recalibrated on a few fixed training batches, and mAP50-95 is measured on the first validation images (see
 :mod:`latlab.search.supernet`; train the file with ``latlab supernet train``). The supernet and the
 calibration batches are loaded once per estimator. A file made for another space or image size, a corrupt
-file, or a candidate that is not a point of the supernet's space is a one-line ``SearchError``.
+file, or a candidate that is not a point of the supernet's space is a one-line ``SearchError``; a seed
+detector (a search baseline, never a point of the space) gets no score.
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ class SupernetEstimator(AccuracyEstimator):
             m = sc.score(cfg)
         return Estimate(score=float(m["map"]), cost_s=cpu(), map=float(m["map"]), map50=float(m["map50"]),
                         details={"val_images": sc.val_images, "bn_batches": len(sc.calib)})
+
+    def estimate_baseline(self, cfg: dict[str, Any], model: nn.Module | None = None, *,
+                          out_dir: Path | None = None, on_epoch_end: EpochHook | None = None) -> Estimate:
+        """A seed detector is not a point of the space, so the supernet holds no weights for it: no score
+        (NaN, with a note), rather than a failed trial or a number from the wrong weights."""
+        return Estimate(score=float("nan"), cost_s=0.0,
+                        details={"note": "not a point of the supernet's space: no weight-sharing estimate"})
 
     def identity(self) -> dict[str, Any]:
         """Estimator, file and the number of validation images (what changes the scores)."""
