@@ -379,6 +379,25 @@ def export_onnx(model: nn.Module, example_input: Any, path: Path | str, opset: i
     return path
 
 
+class OnnxFiles:
+    """The ONNX files a runner times: an ONNX graph's own file, or an nn.Module exported once into a
+    temporary folder that lives as long as the runner (ONNX Runtime and OpenVINO both start from these)."""
+
+    def __init__(self, backend: str):
+        self.backend = backend
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"latlab-{backend}-")
+        self._exported = 0
+
+    def file(self, model: nn.Module | OnnxGraph | Callable[..., Any], example_input: Any) -> Path:
+        if isinstance(model, OnnxGraph):
+            return model.path
+        if isinstance(model, nn.Module):
+            self._exported += 1
+            path = Path(self._tmp.name) / f"model{self._exported}.onnx"
+            return export_onnx(_private_copy(model), example_input, path)
+        raise DeviceError(f"--backend {self.backend} needs an nn.Module to export, got a plain callable")
+
+
 @register_backend("onnxruntime", devices=("cpu", "cuda"), extra="onnx", requires=("onnx", "onnxruntime"),
                   runtime="onnxruntime", description="ONNX Runtime on an ONNX export (CUDA needs onnxruntime-gpu).")
 class ORTRunner(Runner):
@@ -400,19 +419,12 @@ class ORTRunner(Runner):
                                   "(CUDAExecutionProvider is not available)")
         super().__init__(threads, channels_last)
         self.device = device
-        self._tmp = tempfile.TemporaryDirectory(prefix="latlab-onnx-")
+        self._files = OnnxFiles(self.backend)
         self.model_path: Path | None = None
-        self._exported = 0
 
     def onnx_file(self, model: nn.Module | OnnxGraph | Callable[..., Any], example_input: Any) -> Path:
-        """The ONNX file of ``model``: an ONNX graph's own file, an nn.Module exported to a temporary file."""
-        if isinstance(model, OnnxGraph):
-            return model.path
-        if isinstance(model, nn.Module):
-            self._exported += 1
-            path = Path(self._tmp.name) / f"model{self._exported}.onnx"
-            return export_onnx(_private_copy(model), example_input, path)
-        raise DeviceError(f"--backend {self.backend} needs an nn.Module to export, got a plain callable")
+        """The ONNX file of ``model`` (see :class:`OnnxFiles`)."""
+        return self._files.file(model, example_input)
 
     def prepare(self, model: nn.Module | OnnxGraph | Callable[..., Any], example_input: Any) -> Callable[[], Any]:
         """An ONNX file runs as it is; an nn.Module is exported to a temporary ONNX file first."""

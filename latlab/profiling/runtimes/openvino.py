@@ -11,10 +11,8 @@ runner's ``compile_seconds``.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -22,9 +20,8 @@ from torch import nn
 from latlab.errors import DeviceError
 from latlab.ops.sources import OnnxGraph
 from latlab.profiling.backends import (
+    OnnxFiles,
     Runner,
-    _private_copy,
-    export_onnx,
     flatten_tensors,
     get_backend,
     register_backend,
@@ -54,20 +51,10 @@ class OpenVINORunner(Runner):
 
         super().__init__(threads, channels_last)
         self._core = openvino.Core()
-        self._tmp = tempfile.TemporaryDirectory(prefix="latlab-openvino-")
-        self._exported = 0
-
-    def _onnx_file(self, model: nn.Module | OnnxGraph | Callable[..., Any], example_input: Any) -> Path:
-        if isinstance(model, OnnxGraph):
-            return model.path
-        if isinstance(model, nn.Module):
-            self._exported += 1
-            path = Path(self._tmp.name) / f"model{self._exported}.onnx"
-            return export_onnx(_private_copy(model), example_input, path)
-        raise DeviceError(f"--backend {self.backend} needs an nn.Module to export, got a plain callable")
+        self._files = OnnxFiles(self.backend)
 
     def prepare(self, model: nn.Module | OnnxGraph | Callable[..., Any], example_input: Any) -> Callable[[], Any]:
-        path = self._onnx_file(model, example_input)
+        path = self._files.file(model, example_input)
         t0 = time.perf_counter()
         ov_model = self._core.read_model(str(path))
         if self.quantize:
