@@ -11,6 +11,7 @@ is what the CLI does on Ctrl-C and what tests do after fetching its REST API.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -30,6 +31,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     """One thread per request: the dashboard's page polls several API routes at once."""
 
     daemon_threads = True
+    block_on_close = False  # stopping never waits on a browser's open request
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -50,8 +52,14 @@ class DashboardServer:
     _thread: threading.Thread = field(repr=False)
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the server stops (or ``timeout`` seconds pass)."""
-        self._thread.join(timeout)
+        """Block until the server stops (or ``timeout`` seconds pass). Joins in short slices, so Ctrl-C
+        (SIGINT → KeyboardInterrupt in the main thread) is seen at once even on a busy machine."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while self._thread.is_alive():
+            left = 0.5 if end is None else min(0.5, end - time.monotonic())
+            if left <= 0:
+                return
+            self._thread.join(left)
 
     def stop(self) -> None:
         """Stop serving and free the port."""
