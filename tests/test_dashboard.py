@@ -81,9 +81,11 @@ def test_cli_serves_until_interrupted(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # started as a shell starts a background job: SIGINT ignored (inherited), so Python installs no handler
+    # of its own; the dashboard must still stop on SIGINT
     proc = subprocess.Popen([sys.executable, "-m", "latlab.cli", "search", "dashboard", "demo", "--storage",
                              str(journal), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         deadline = time.monotonic() + 180  # start-up (torch import) on a busy 2-core box
         while True:

@@ -250,7 +250,8 @@ def _import(results: Path, kit: Path, out: str | Path | None, manifest: dict[str
                                "mac_bytes")}
         d.update({k: r[k] for k in ("estimate_ms", "median_ms", "iqr_ms", "p10_ms", "min_ms", "n")})
         entries[b["key"]] = Entry.from_dict(d, f"{results}: entry {b['key']!r}")
-    table = LatencyTable(backend="onnxruntime", threads=int(header["threads"]), imgsz=int(manifest["imgsz"]),
+    table = LatencyTable(backend="onnxruntime", precision="fp32", threads=int(header["threads"]),
+                         imgsz=int(manifest["imgsz"]),
                          estimator=str(proto.get("estimator", "p10")), fingerprint=header["fingerprint"],
                          versions={**header.get("versions", {}), "latlab_export": manifest["exported_with"].get("latlab")},
                          protocol=proto, space=manifest["space"], entries=entries, device="cpu", source="kit")

@@ -10,6 +10,7 @@ is what the CLI does on Ctrl-C and what tests do after fetching its REST API.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -52,14 +53,23 @@ class DashboardServer:
     _thread: threading.Thread = field(repr=False)
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the server stops (or ``timeout`` seconds pass). Joins in short slices, so Ctrl-C
-        (SIGINT → KeyboardInterrupt in the main thread) is seen at once even on a busy machine."""
-        end = None if timeout is None else time.monotonic() + timeout
-        while self._thread.is_alive():
-            left = 0.5 if end is None else min(0.5, end - time.monotonic())
-            if left <= 0:
-                return
-            self._thread.join(left)
+        """Block until the server stops (or ``timeout`` seconds pass); Ctrl-C raises KeyboardInterrupt.
+
+        Joins in short slices so the interrupt is seen at once, and (in the main thread) installs Python's
+        own SIGINT handler while waiting: a process started in the background by a shell inherits SIGINT
+        ignored, and Python then never installs it, so ``kill -INT`` would not stop the server."""
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
+        try:
+            end = None if timeout is None else time.monotonic() + timeout
+            while self._thread.is_alive():
+                left = 0.5 if end is None else min(0.5, end - time.monotonic())
+                if left <= 0:
+                    return
+                self._thread.join(left)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
 
     def stop(self) -> None:
         """Stop serving and free the port."""
