@@ -20,6 +20,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
+from search_fixtures import SMALL_SPACE
 
 from latlab.detection.data import make_dataset
 from latlab.ops.builder import build_model
@@ -29,15 +30,6 @@ from latlab.search.study import SearchSettings, load_search_study, open_storage,
 
 pytestmark = pytest.mark.slow
 
-SPACE = {
-    "name": "tiny-e2e",
-    "stem": {"type": ["CBRM", "Conv"], "width": [8]},
-    "stages": [{"name": "P3", "block": ["shufflenetv2", "pplcnet", "c3"], "depth": [1], "width": [16]},
-               {"name": "P4", "block": ["ghost", "mobilenetv3"], "depth": [1], "width": [32], "expansion": [2]},
-               {"name": "P5", "block": ["mobilenetv2"], "depth": [1], "width": [32], "expansion": [2]}],
-    "sppf": [False],
-    "neck": {"width": [16], "depth": [1]},
-}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +40,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture
 def space_file(tmp_path):
     path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump(SPACE))
+    path.write_text(yaml.safe_dump(SMALL_SPACE))
     return path
 
 

@@ -12,6 +12,7 @@ import time
 import optuna
 import pytest
 from optuna.trial import TrialState
+from search_fixtures import SMALL_SPACE
 
 from latlab.errors import SearchError
 from latlab.search.settings import SearchSettings
@@ -20,15 +21,6 @@ from latlab.search.workers import run_workers
 
 pytestmark = pytest.mark.slow  # two spawned worker processes each import torch: ~40 s on 2 busy cores
 
-SPACE = {
-    "name": "workers",
-    "stem": {"type": ["CBRM", "Conv"], "width": [8]},
-    "stages": [{"name": "P3", "block": ["shufflenetv2", "pplcnet", "c3"], "depth": [1], "width": [16]},
-               {"name": "P4", "block": ["ghost", "mobilenetv3"], "depth": [1], "width": [32], "expansion": [2]},
-               {"name": "P5", "block": ["mobilenetv2"], "depth": [1], "width": [32], "expansion": [2]}],
-    "sppf": [False],
-    "neck": {"width": [16], "depth": [1]},
-}
 
 
 @pytest.fixture
@@ -39,7 +31,7 @@ def lock_path(tmp_path, monkeypatch):
 
 
 def _settings(tmp_path, data, **over) -> SearchSettings:
-    base = dict(mode="pareto", n_trials=6, space=SPACE, imgsz=64, data=str(data), baselines=(), sampler="random",
+    base = dict(mode="pareto", n_trials=6, space=SMALL_SPACE, imgsz=64, data=str(data), baselines=(), sampler="random",
                 results_root=tmp_path / "results", study="w", latency_max_time_s=0.3, accuracy="params",
                 workers=2, threads=1)
     base.update(over)
