@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from latlab.appendfile import append_line
-from latlab.quickstart import NOISE_FILE, QuickstartSettings, pooled_seed_sd, search_settings
+from latlab.quickstart import NOISE_FILE, QuickstartSettings, noise_sd, search_settings
 from latlab.search.estimators.data import context_nc
 from latlab.search.evaluate import baseline_cfg
 
@@ -56,7 +56,7 @@ def main() -> None:
             print(json.dumps(row | {"wall_s": round(time.perf_counter() - t0, 1)}), flush=True)
     noise = pd.read_csv(table)
     means = noise.groupby("model")["map"].mean()
-    sd = pooled_seed_sd(noise)
+    sd = noise_sd(noise)
     print(means.round(4).to_string())
     print(f"pooled seed-to-seed sd {sd:.4f}; range of model means {means.max() - means.min():.4f} "
           f"({(means.max() - means.min()) / sd:.1f}× the sd)")

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from latlab.guidelines.run import run_guidelines
@@ -34,6 +33,7 @@ from latlab.profiling.layerwise import profile_layers
 from latlab.report.build import build_report
 from latlab.runs import RunWriter, new_run_dir
 from latlab.search.export import export_study
+from latlab.search.reference import pooled_seed_sd
 from latlab.search.run import run_search
 from latlab.search.settings import SearchSettings
 from latlab.search.storage import load_search_study
@@ -113,10 +113,9 @@ def seed_noise(protocol: dict[str, Any], path: Path = NOISE_FILE) -> pd.DataFram
     return pd.read_csv(path)
 
 
-def pooled_seed_sd(noise: pd.DataFrame) -> float:
-    """√(mean over models of the sample variance across training seeds)."""
-    var = noise.groupby("model")["map"].var(ddof=1).dropna()
-    return float(np.sqrt(var.mean())) if len(var) else float("nan")
+def noise_sd(noise: pd.DataFrame) -> float:
+    """The pooled seed-to-seed sd of a noise table (model, seed, map)."""
+    return pooled_seed_sd(noise.pivot_table(index="model", columns="seed", values="map"))
 
 
 def seed_placement(trials: pd.DataFrame, noise: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -140,7 +139,7 @@ def front_separation(trials: pd.DataFrame, noise: pd.DataFrame | None) -> FrontS
     done = trials[(trials["state"] == "COMPLETE") & trials["map"].notna()]
     if len(done) < 2:
         return None
-    return FrontSeparation(float(done["map"].max() - done["map"].min()), pooled_seed_sd(noise), len(done))
+    return FrontSeparation(float(done["map"].max() - done["map"].min()), noise_sd(noise), len(done))
 
 
 def profile_seeds(out: Path, imgsz: int, threads: int, models: tuple[str, ...] = SEED_DETECTORS) -> pd.DataFrame:

@@ -33,11 +33,11 @@ def test_quickstart_writes_profile_search_and_report(tmp_path):
 
 
 def test_front_separation_against_a_hand_made_noise_table(tmp_path):
-    from latlab.quickstart import front_separation, pooled_seed_sd, seed_noise
+    from latlab.quickstart import front_separation, noise_sd, seed_noise
 
     noise = pd.DataFrame({"model": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1], "map": [0.10, 0.12, 0.20, 0.20]})
     # variances 0.0002 and 0 → pooled sd √0.0001 = 0.01
-    assert pooled_seed_sd(noise) == pytest.approx(0.01)
+    assert noise_sd(noise) == pytest.approx(0.01)
     trials = pd.DataFrame({"state": ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED"],
                            "map": [0.05, 0.15, float("nan"), 0.30]})
     sep = front_separation(trials, noise)

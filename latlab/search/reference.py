@@ -428,15 +428,21 @@ def reference_table(out_csv: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
     return wide
 
 
+def pooled_seed_sd(per_seed: pd.DataFrame) -> float:
+    """Seed-to-seed standard deviation pooled over models: ``per_seed`` has one row per model and one column
+    per training seed; √(mean over the rows with ≥ 2 values of their sample variance)."""
+    vals = per_seed.astype(float)
+    full = vals[vals.notna().sum(axis=1) >= 2]
+    return float(math.sqrt(full.var(axis=1, ddof=1).mean())) if len(full) else float("nan")
+
+
 def data_separation(table: pd.DataFrame) -> DataSeparation:
     """:class:`DataSeparation` of a :func:`reference_table`."""
     seeds = [c for c in table.columns if c.startswith("map_seed")]
     means = table["map_mean"].astype(float).dropna()
     spread_range = float(means.max() - means.min()) if len(means) else float("nan")
     spread_std = float(means.std(ddof=1)) if len(means) > 1 else float("nan")
-    vals = table[seeds].astype(float)
-    full = vals[vals.notna().sum(axis=1) >= 2]
-    seed_sd = float(math.sqrt(full.var(axis=1, ddof=1).mean())) if len(full) else float("nan")
+    seed_sd = pooled_seed_sd(table[seeds])
 
     def ratio(a: float) -> float:
         return a / seed_sd if seed_sd > 0 else float("nan")
