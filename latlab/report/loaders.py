@@ -23,6 +23,7 @@ import pandas as pd
 
 from latlab.errors import LatlabError
 from latlab.runs import META_NAME
+from latlab.search.evaluate import TRIALS_DIR
 
 KINDS: tuple[str, ...] = ("guidelines", "profile", "search", "lut", "fidelity")
 KIND_TITLES = {"guidelines": "Guidelines", "profile": "Profile", "search": "Search",
@@ -195,7 +196,7 @@ def load_run(path: Path | str) -> Run | tuple[Path, str]:
 
 def _is_search_trial(folder: Path) -> bool:
     """``<study dir>/trials/<number>/``: where a search keeps one trial's training run."""
-    return folder.parent.name == "trials" and folder.name.isdigit()
+    return folder.parent.name == TRIALS_DIR and folder.name.isdigit()
 
 
 def discover(results_dir: Path | str) -> Discovery:

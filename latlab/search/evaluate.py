@@ -27,6 +27,7 @@ from latlab.search.settings import SearchSettings
 from latlab.search.space import ORDINAL, SearchSpace, arch_hash
 
 TrialValue = float | tuple[float, ...]
+TRIALS_DIR = "trials"  # <study dir>/trials/<number:05d>/: one trial's training run (the report skips these)
 
 
 def baseline_cfg(name: str, nc: int) -> dict[str, Any]:
@@ -118,7 +119,7 @@ class TrialEvaluator:
             put("note", f"over the latency budget ({latency_ms:.2f} > {self.budget:g} ms): not trained")
             put("duration_s", time.perf_counter() - t0)
             return self._values(got)  # training objectives take their ``missing`` value
-        out_dir = self.workdir / "trials" / f"{trial.number:05d}"
+        out_dir = self.workdir / TRIALS_DIR / f"{trial.number:05d}"
         if self.trains:
             remove_dir(out_dir)
         pruned = []
