@@ -25,7 +25,7 @@ from search_fixtures import SMALL_SPACE
 from latlab.detection.data import make_dataset
 from latlab.ops.builder import build_model
 from latlab.search.export import export_study
-from latlab.search.space import arch_hash
+from latlab.search.space import arch_hash, load_space
 from latlab.search.study import SearchSettings, load_search_study, open_storage, run_search
 
 pytestmark = pytest.mark.slow
@@ -73,6 +73,9 @@ def test_tiny_constrained_search_with_baseline_and_export(tmp_path, data_dir, sp
     trials = pd.read_csv(out / "trials.csv")
     meta = json.loads((out / "meta.json").read_text())
     assert meta["n_trials"] == 5 and meta["study"] == "e2e" and "fingerprint" in meta
+    # what the search page's trust block looks the shipped fidelity table up by
+    space = load_space(space_file)
+    assert meta["space_hash"] == space.space_hash and meta["choices_hash"] == space.choices_hash
     assert (out / "pareto.csv").exists()
     for _, row in trials.iterrows():
         cfg = yaml.safe_load((out / row["yaml_path"]).read_text())
