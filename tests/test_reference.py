@@ -172,3 +172,15 @@ def test_reference_table_and_data_separation(tmp_path):
     header_only.write_text(",".join(R.RESULT_COLUMNS) + "\n")
     assert R.reference_table(header_only).empty
     assert math.isnan(R.data_separation(R.reference_table(header_only)).seed_sd)
+
+
+def test_protocol_preset_names_the_data_and_its_classes():
+    """shapes4-easy has four classes (disc, triangle, plus, bar); a protocol stored before presets existed
+    (no 'preset' key, like reference_v1.json) still loads and keeps the reference set's class count."""
+    easy = R.ReferenceProtocol(imgsz=64, preset="shapes4-easy")
+    assert easy.data_kwargs() == {"n_train": 2000, "n_val": 400, "preset": "shapes4-easy"}
+    assert easy.nc(10) == 4
+    old = R.ReferenceProtocol.from_dict({"imgsz": 128, "n_train": 1000, "n_val": 200, "epochs": 8, "seeds": [0, 1]})
+    assert old.data_kwargs() == {"n_train": 1000, "n_val": 200}
+    assert old.nc(10) == 10
+    assert R.ReferenceProtocol.from_dict(easy.to_dict()) == easy

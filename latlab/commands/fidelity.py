@@ -88,10 +88,12 @@ def reference(
     data: str = typer.Option(None, help="Dataset ('builtin', a data YAML or a VOC folder)."),
     val_max_images: int = typer.Option(None, help="Validate on at most this many images."),
     threads: int = typer.Option(None, help="Intra-op threads per training."),
+    preset: str = typer.Option(None, help="Built-in data preset (default shapes10; shapes4-easy: the quick "
+                                          "start's)."),
 ) -> None:
     """Train every (architecture, seed) pair not yet in the results; a killed run continues when rerun."""
     protocol = _protocol(out, epochs=epochs, imgsz=imgsz, n_train=n_train, n_val=n_val, batch=batch, seeds=seeds,
-                         data=data, val_max_images=val_max_images, threads=threads)
+                         data=data, val_max_images=val_max_images, threads=threads, preset=preset)
     run = train_reference(set_path, protocol, out, shard=parse_shard(shard), progress=_say)
     console.print(f"[bold]{out}[/]: {run.done_before} trainings were done, {len(run.trained)} now, "
                   f"{run.remaining} left" + (" (other shards)" if run.remaining else "")

@@ -69,8 +69,8 @@ def context_for(protocol: ReferenceProtocol, ref: ReferenceSet, train_epochs: in
     """The estimator context matching the reference protocol's data, image size and classes; estimators that
     train get ``train_epochs`` (default: the reference's epochs / 4, at least 1)."""
     epochs = train_epochs or max(1, protocol.epochs // TRAIN_BUDGET_SHARE)
-    return EstimatorContext(data=protocol.data, data_kwargs={"n_train": protocol.n_train, "n_val": protocol.n_val},
-                            imgsz=protocol.imgsz, nc=ref.nc, seed=0, epochs=epochs, batch=protocol.batch,
+    return EstimatorContext(data=protocol.data, data_kwargs=protocol.data_kwargs(),
+                            imgsz=protocol.imgsz, nc=protocol.nc(ref.nc), seed=0, epochs=epochs, batch=protocol.batch,
                             val_max_images=protocol.val_max_images, threads=protocol.threads)
 
 

@@ -38,6 +38,7 @@ import yaml
 from torch import nn
 
 from latlab.appendfile import append_line, repair_tail
+from latlab.detection.synthetic import get_preset
 from latlab.detection.train import train
 from latlab.errors import ConfigError
 from latlab.ops.builder import build_model, load_config
@@ -209,6 +210,7 @@ class ReferenceProtocol:
     data: str = "builtin"
     val_max_images: int | None = None
     threads: int = 1
+    preset: str | None = None  # built-in data preset (None: the default, shapes10)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
@@ -231,13 +233,24 @@ class ReferenceProtocol:
             raise ConfigError(f"reference protocol: unknown field(s) {sorted(bad)}")
         return cls(**{k: (tuple(v) if k == "seeds" else v) for k, v in d.items()})
 
+    def data_kwargs(self) -> dict[str, Any]:
+        """What :func:`~latlab.search.objectives.search_dataset` takes besides the data and image size."""
+        kwargs: dict[str, Any] = {"n_train": self.n_train, "n_val": self.n_val}
+        if self.preset is not None:
+            kwargs["preset"] = self.preset
+        return kwargs
+
+    def nc(self, default: int | None) -> int | None:
+        """Classes of the preset's data (``default``, the reference set's, when no preset is named)."""
+        return len(get_preset(self.preset).names) if self.preset is not None else default
+
 
 Trainer = Callable[[dict[str, Any], int, ReferenceProtocol], Mapping[str, Any]]
 
 
 def train_one(cfg: dict[str, Any], seed: int, protocol: ReferenceProtocol) -> dict[str, Any]:
     """One reference training with ``protocol`` (checkpoints in a temporary folder, deleted afterwards)."""
-    ds = search_dataset(protocol.data, {"n_train": protocol.n_train, "n_val": protocol.n_val}, protocol.imgsz)
+    ds = search_dataset(protocol.data, protocol.data_kwargs(), protocol.imgsz)
     with tempfile.TemporaryDirectory(prefix="latlab-ref-") as tmp:
         res = train(cfg, data=ds, epochs=protocol.epochs, imgsz=protocol.imgsz, batch=protocol.batch, seed=seed,
                     val_max_images=protocol.val_max_images, threads=protocol.threads, progress=False,
