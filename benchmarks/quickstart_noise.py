@@ -1,12 +1,13 @@
 """Seed-to-seed noise of the quick start's accuracy protocol: its baseline seed detectors trained exactly as the
 quick start's search trains them (same settings object, same estimator), with two training seeds.
 
-    python benchmarks/quickstart_noise.py [--seeds 0,1] [--out results/quickstart-noise]
+    python benchmarks/quickstart_noise.py [--seeds 0,1] [--out results/quickstart-noise] [--amp bf16]
 
 Resumable: each (model, seed) lands in ``<out>/noise.csv`` as it finishes and is skipped on a rerun. Prints
 the pooled seed-to-seed sd and the range of the per-model means; ``--publish`` copies the table and a JSON
 sidecar (the protocol) to ``latlab/configs/quickstart_noise.csv``, which ``latlab quickstart`` reads to say
-whether its front is more than noise.
+whether its front is more than noise. ``--amp bf16`` trains with CPU bf16 autocast instead (to measure its
+effect on mAP against the same seeds in FP32; such a table cannot be published).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +34,10 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--out", type=Path, default=Path("results/quickstart-noise"))
     ap.add_argument("--publish", action="store_true")
+    ap.add_argument("--amp", default="auto", help="mixed precision of the trainings (auto: the quick start's)")
     args = ap.parse_args()
+    if args.publish and args.amp != "auto":
+        ap.error("--publish holds for the quick start's own precision only (leave --amp at auto)")
     args.out.mkdir(parents=True, exist_ok=True)
     table = args.out / "noise.csv"
     done = set()
@@ -41,7 +46,7 @@ def main() -> None:
         done = {(m, int(s)) for m, s in zip(old["model"], old["seed"], strict=True)}
     base = QuickstartSettings()
     for seed in (int(x) for x in args.seeds.split(",")):
-        settings = search_settings(QuickstartSettings(seed=seed), args.out)
+        settings = replace(search_settings(QuickstartSettings(seed=seed), args.out), amp=args.amp)
         ctx = settings.estimator_context()
         nc = context_nc(ctx)
         estimator = settings.make_accuracy(nc)

@@ -242,6 +242,25 @@ def test_trust_block_warns_when_the_estimator_does_not_beat_params(tmp_path):
     assert "not measured yet" in report_fidelity.trust_text(dict(nc4, choices_hash="no"), folder=tmp_path)[0]
 
 
+
+def test_trust_block_picks_the_table_measured_on_the_study_data(tmp_path):
+    """Two shipped tables for one space: the study on shapes4-easy at 64 px reads v2 (its data) even though
+    v3 is newer; a study on data no table used reads the newest."""
+    cols = ["estimator", "kind", "n", "kendall_tau", "tau_ci_low", "tau_ci_high", "spearman_rho", "rho_ci_low",
+            "rho_ci_high", "cost_s_per_candidate", "beats_params"]
+    for version, tau, proto in ((2, 0.61, {"imgsz": 64, "preset": "shapes4-easy", "epochs": 16, "n_train": 2000}),
+                                (3, 0.33, {"imgsz": 128, "epochs": 8, "n_train": 1000})):
+        pd.DataFrame([["train", "training", 19, tau, 0.4, 0.8, 0.7, 0.5, 0.9, 30.0, True]], columns=cols).to_csv(
+            tmp_path / f"fidelity_v{version}.csv", index=False)
+        (tmp_path / f"fidelity_v{version}.json").write_text(json.dumps({"space_hash": "abc", "protocol": proto}))
+    easy = {"space_hash": "abc", "accuracy_estimator": "train",
+            "train_budget": {"data": "builtin", "imgsz": 64, "data_kwargs": {"preset": "shapes4-easy"}}}
+    text, _ = report_fidelity.trust_text(easy, folder=tmp_path)
+    assert "τ = 0.61" in text and "fidelity_v2.csv" in text and "trains on" not in text
+    other = dict(easy, train_budget={"data": "builtin", "imgsz": 96})
+    text, _ = report_fidelity.trust_text(other, folder=tmp_path)
+    assert "τ = 0.33" in text and "fidelity_v3.csv" in text and "trains on shapes10 at 96 px" in text
+
 def test_choices_hash_ignores_the_class_count():
     from latlab.search.space import load_space
 

@@ -112,15 +112,17 @@ def build(page: Page, runs: list[Run]) -> None:
 
 
 # ------------------------------------------------------------------------------------- search trust block
-def shipped_table(space_hash: str | None, folder: Path | None = None, choices_hash: str | None = None
-                  ) -> tuple[pd.DataFrame, dict[str, Any], Path] | None:
-    """The newest ``fidelity_v<N>.csv`` in ``folder`` (default :data:`FIDELITY_DIR`) whose sidecar names
-    ``space_hash`` (or, failing that, ``choices_hash``: the same space with another class count), or None."""
+def shipped_table(space_hash: str | None, folder: Path | None = None, choices_hash: str | None = None,
+                  data: tuple[str, str, Any] | None = None) -> tuple[pd.DataFrame, dict[str, Any], Path] | None:
+    """The ``fidelity_v<N>.csv`` in ``folder`` (default :data:`FIDELITY_DIR`) whose sidecar names ``space_hash``
+    (or, failing that, ``choices_hash``: the same space with another class count), or None. Among several, one
+    whose reference trained on ``data`` (data, preset, imgsz: :func:`data_identity`) wins, then the newest."""
     folder = Path(folder) if folder is not None else FIDELITY_DIR
     if not (space_hash or choices_hash) or not folder.is_dir():
         return None
     found = sorted(((int(m.group(1)), p) for p in folder.glob("fidelity_v*.csv") if (m := _VERSION.search(p.name))),
                    reverse=True)
+    matches: list[tuple[pd.DataFrame, dict[str, Any], Path]] = []
     for _, p in found:
         side = p.with_suffix(".json")
         try:
@@ -130,10 +132,17 @@ def shipped_table(space_hash: str | None, folder: Path | None = None, choices_ha
         if (space_hash and meta.get("space_hash") == space_hash) or (
                 choices_hash and meta.get("choices_hash") == choices_hash):
             try:
-                return pd.read_csv(p), meta, p
+                matches.append((pd.read_csv(p), meta, p))
             except (pd.errors.EmptyDataError, pd.errors.ParserError):
                 continue
-    return None
+    same_data = [m for m in matches if data is not None and data_identity(m[1].get("protocol") or {}) == data]
+    return (same_data or matches or [None])[0]
+
+
+def data_identity(settings: dict[str, Any]) -> tuple[str, str, Any]:
+    """(data, preset, imgsz) of a reference protocol or of a study's training budget."""
+    preset = settings.get("preset") or (settings.get("data_kwargs") or {}).get("preset") or DEFAULT_PRESET
+    return str(settings.get("data", "builtin")), str(preset), settings.get("imgsz")
 
 
 def estimator_of(meta: dict[str, Any], trials: pd.DataFrame | None = None) -> str:
@@ -152,7 +161,9 @@ def trust_text(meta: dict[str, Any], trials: pd.DataFrame | None = None, folder:
     """(text, trusted): the estimator and its measured τ with CI for this space, or that it is not measured;
     ``trusted`` is False when unmeasured or when its τ does not beat the #params baseline's."""
     name = estimator_of(meta, trials)
-    found = shipped_table(meta.get("space_hash"), folder, meta.get("choices_hash"))
+    budget = meta.get("train_budget") or {}
+    found = shipped_table(meta.get("space_hash"), folder, meta.get("choices_hash"),
+                          data_identity(budget) if budget else None)
     if found is None:
         return (f"Accuracy estimator: {name}. Its rank fidelity is not measured yet for this space "
                 f"(space {meta.get('space_name') or meta.get('space_hash') or 'unknown'}; `latlab fidelity run` "
@@ -181,10 +192,7 @@ def trust_text(meta: dict[str, Any], trials: pd.DataFrame | None = None, folder:
 def _data_clause(meta: dict[str, Any], proto: dict[str, Any]) -> str:
     """A sentence when the study trains on other data or another image size than the reference did."""
     budget = meta.get("train_budget") or {}
-    preset = (budget.get("data_kwargs") or {}).get("preset", DEFAULT_PRESET)
-    ref_preset = (proto.get("data_kwargs") or {}).get("preset", DEFAULT_PRESET)
-    ours = (str(budget.get("data", "builtin")), preset, budget.get("imgsz"))
-    theirs = (str(proto.get("data", "builtin")), ref_preset, proto.get("imgsz"))
+    ours, theirs = data_identity(budget), data_identity(proto)
     if not budget or ours == theirs:
         return ""
     def what(d: tuple[str, str, Any]) -> str:
