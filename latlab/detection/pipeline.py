@@ -52,6 +52,13 @@ STAGES = ("preprocess", "model", "nms")
 E2E = "end-to-end"
 
 
+def check_threshold(value: float, what: str) -> float:
+    """A confidence or IoU threshold in [0, 1]; a one-line ``ConfigError`` naming ``what`` otherwise."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise ConfigError(f"{what} {value!r}: expected a threshold in [0, 1]")
+    return float(value)
+
+
 def example_frame(height: int = FRAME_HW[0], width: int = FRAME_HW[1], seed: int = 0) -> np.ndarray:
     """A ``height×width×3`` uint8 RGB frame: a built-in validation image rendered at the long side, cropped."""
     img, _ = render_image(seed, 1, 0, max(height, width))
@@ -168,9 +175,8 @@ def profile_pipeline(cfg: Any, *, imgsz: int | None = None, frame: np.ndarray | 
     """Time letterbox + model + NMS of ``frame`` (default :func:`example_frame`) for detector ``cfg`` (any
     form of :mod:`latlab.ops.sources`) under ``backend``; see ``latlab profile --pipeline``."""
     check_estimator(estimator)
-    for value, what in ((conf_thres, "--conf"), (iou_thres, "iou_thres")):
-        if not 0 <= value <= 1:
-            raise ConfigError(f"{what} {value!r}: expected a threshold in [0, 1]")
+    check_threshold(conf_thres, "--conf")
+    check_threshold(iou_thres, "iou_thres")
     resolved = resolve_model(cfg)
     backend, notes = timing_backend(backend, resolved)
     runner = get_runner(backend, device, threads=threads, channels_last=channels_last)
