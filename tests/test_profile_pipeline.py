@@ -83,6 +83,15 @@ def test_pipeline_stage_shares_sum_to_one(tmp_path):
     assert p.meta()["frame_hw"] == [72, 128] and p.meta()["speed_reference"] is False
 
 
+def test_pipeline_runs_the_model_through_the_chosen_backend(tmp_path):
+    pytest.importorskip("onnxruntime")
+    p = profile_pipeline(_always_detects(tmp_path), frame=np.zeros((72, 128, 3), np.uint8), conf_thres=0.25,
+                         backend="onnxruntime", **FAST)
+    assert set(p.table["backend"]) == {"onnxruntime"}
+    assert p.table["runtime_version"].iloc[0].startswith("onnxruntime ")
+    assert p.boxes_in == 336  # NMS sees ONNX Runtime's outputs, which match the torch model's
+
+
 def test_pipeline_rejects_a_classifier():
     with pytest.raises(ConfigError, match="needs a detector"):
         profile_pipeline("mobilenet_v3_small", frame=np.zeros((36, 64, 3), np.uint8), **FAST)
