@@ -26,7 +26,7 @@ import pandas as pd
 from torch import nn
 
 from latlab.errors import LatlabError
-from latlab.profiling.backends import Clock, get_runner
+from latlab.profiling.backends import Clock, Runner, get_runner
 from latlab.profiling.speed import anchor_input, anchor_models, reference_key, speed_factor
 from latlab.profiling.timer import (
     CONFIDENCE,
@@ -83,7 +83,7 @@ def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: 
                     device: str = "cpu", threads: int = 1, channels_last: bool = False,
                     warmup_rounds: int = 3, seed: int = 0, progress: bool | ProgressReporter = True,
                     confidence: float = CONFIDENCE, check_busy: bool = True, speed_reference: bool = True,
-                    clock: Clock = time.perf_counter) -> InterleavedRun:
+                    clock: Clock = time.perf_counter, runner: Runner | None = None) -> InterleavedRun:
     """Measure ``models`` interleaved and return the raw samples and a Measurement per model.
 
     With ``rounds`` given, run exactly that many rounds (stopping early only if ``budget_s`` is given and
@@ -92,7 +92,8 @@ def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: 
     use first and warns when more than half the cores are busy; ``clock`` exists for tests.
     ``speed_reference`` adds latlab's three anchor nets to every round and reports latencies at the
     machine's reference speed (``latlab.profiling.speed``; each Measurement carries its ``speed_factor``);
-    pass False for raw wall-clock numbers.
+    pass False for raw wall-clock numbers. ``runner`` times with an already created runner instead of
+    ``get_runner(backend, device, ...)`` (the pipeline's stages share the model's runner).
     """
     check_estimator(estimator)
     names = list(models)
@@ -102,7 +103,8 @@ def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: 
         raise LatlabError(f"calls_per_round must be >= 1, got {calls_per_round}")
     if rounds is None and budget_s is None:
         budget_s = 30.0
-    runner = get_runner(backend, device, threads=threads, channels_last=channels_last)
+    if runner is None:
+        runner = get_runner(backend, device, threads=threads, channels_last=channels_last)
     ins = _inputs_for(names, inputs)
     fns = {n: runner.prepare(models[n], ins[n]) for n in names}
     anchors = anchor_models() if speed_reference else {}

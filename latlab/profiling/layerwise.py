@@ -319,7 +319,7 @@ def example_input(model: nn.Module, imgsz: int, name: str, batch: int = 1) -> to
     return base_example_input(imgsz, batch, getattr(model, "in_channels", 3), fill="randn")
 
 
-def _onnx_backend(backend: str, *names: ResolvedModel) -> tuple[str, list[str]]:
+def timing_backend(backend: str, *names: ResolvedModel) -> tuple[str, list[str]]:
     """The backend to time with: ONNX Runtime when a model is an ONNX file and ``torch`` was asked for
     (an ONNX graph runs nowhere else), with a note saying so."""
     onnx = [r.name for r in names if r.is_onnx]
@@ -328,7 +328,7 @@ def _onnx_backend(backend: str, *names: ResolvedModel) -> tuple[str, list[str]]:
     return "onnxruntime", [f"{', '.join(onnx)} is an ONNX graph: timed under --backend onnxruntime"]
 
 
-def _input_for(r: ResolvedModel, imgsz: int | None, batch: int = 1) -> tuple[int, torch.Tensor]:
+def model_input(r: ResolvedModel, imgsz: int | None, batch: int = 1) -> tuple[int, torch.Tensor]:
     """``(size, input)`` for a resolved model: an ONNX graph's own input shape, else ``example_input``."""
     if isinstance(r.model, OnnxGraph):
         shape = r.model.input_shape(imgsz)
@@ -345,7 +345,7 @@ def profile_model(cfg: Any, *, imgsz: int | None = None, device: str = "cpu", ba
     ``latlab profile``. An ONNX file is timed under ONNX Runtime and has no per-layer or per-op breakdown."""
     check_estimator(estimator)
     resolved = resolve_model(cfg)
-    backend, onnx_notes = _onnx_backend(backend, resolved)
+    backend, onnx_notes = timing_backend(backend, resolved)
     if per_layer or ops:
         if resolved.is_onnx:
             raise ConfigError(f"'{resolved.name}' is an ONNX graph: --per-layer and --ops need a PyTorch model")
@@ -355,7 +355,7 @@ def profile_model(cfg: Any, *, imgsz: int | None = None, device: str = "cpu", ba
     get_runner(backend, device, threads=threads)  # fail early on a missing GPU or ONNX Runtime
 
     model, name = resolved.model, resolved.name
-    size, x = _input_for(resolved, imgsz, batch)
+    size, x = model_input(resolved, imgsz, batch)
     layers = op_breakdown = None
     if per_layer:
         assert isinstance(model, nn.Module)
@@ -382,14 +382,14 @@ def compare_models(cfg_a: Any, cfg_b: Any, *, imgsz: int | None = None, device: 
     suit both. When either is an ONNX file both are timed under ONNX Runtime."""
     check_estimator(estimator)
     ra, rb = resolve_model(cfg_a), resolve_model(cfg_b)
-    backend, _ = _onnx_backend(backend, ra, rb)
+    backend, _ = timing_backend(backend, ra, rb)
     get_runner(backend, device, threads=threads)
 
     name_a, name_b = ra.name, rb.name
     if name_a == name_b:
         name_a, name_b = f"A:{name_a}", f"B:{name_b}"
-    size, x = _input_for(ra, imgsz)
-    _, xb = _input_for(rb, imgsz or size)
+    size, x = model_input(ra, imgsz)
+    _, xb = model_input(rb, imgsz or size)
     if x.shape != xb.shape:
         raise ConfigError(f"{name_a} takes input {tuple(x.shape)}, {name_b} {tuple(xb.shape)}: "
                           "compare needs models with the same input")
