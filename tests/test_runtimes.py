@@ -75,7 +75,9 @@ def test_fp32_backends_match_eager_within_1e4_relative(backend, modules):
 
 
 @pytest.mark.parametrize("backend,modules", [("onnxruntime-int8", ("onnxruntime",)),
-                                             ("openvino-int8", ("openvino", "nncf"))])
+                                             ("openvino-int8", ("openvino", "nncf")),
+                                             pytest.param("executorch-int8", ("executorch", "torchao"),
+                                                          marks=pytest.mark.slow)])
 def test_int8_backends_are_finite_and_close_to_eager(backend, modules, tmp_path, monkeypatch):
     _needs(*modules)
     monkeypatch.setattr(onnxruntime_int8, "CACHE_DIR", tmp_path)
@@ -121,7 +123,8 @@ def test_rows_record_backend_precision_runtime_version_and_compile_seconds(tmp_p
 @pytest.mark.parametrize("backend,module,extra", [("openvino", "openvino", "openvino"),
                                                   ("openvino-int8", "nncf", "openvino"),
                                                   ("onnxruntime-int8", "onnxruntime", "onnx"),
-                                                  ("executorch", "executorch", "executorch")])
+                                                  ("executorch", "executorch", "executorch"),
+                                                  ("executorch-int8", "torchao", "executorch")])
 def test_missing_package_is_one_line_naming_the_extra(backend, module, extra, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, module, None)  # import of that module now fails like a missing one
     with pytest.raises(DeviceError) as info:
@@ -140,7 +143,8 @@ def _table(backend: str, precision: str | None) -> LatencyTable:
                         versions={}, protocol={})
 
 
-BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8", "torch-compile", "executorch")
+BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8", "torch-compile", "executorch",
+            "executorch-int8")
 
 
 @pytest.mark.parametrize("built", BACKENDS)
