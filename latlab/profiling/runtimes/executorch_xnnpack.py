@@ -48,6 +48,18 @@ def _quantize_pt2e(program: torch.export.ExportedProgram, args: tuple[Any, ...],
     return torch.export.export(convert_pt2e(prepared), args)
 
 
+class _ProgramCall:
+    """One inference of a loaded method. It keeps its ``Program`` alive: the method runs on the program's
+    memory, and a program that is garbage-collected leaves the method reading freed memory (a crash, or
+    "Invalid number of inputs provided. Expected 0")."""
+
+    def __init__(self, program: Any, method: Any, inputs: list[torch.Tensor]):
+        self.program, self.method, self.inputs = program, method, inputs
+
+    def __call__(self) -> Any:
+        return self.method.execute(self.inputs)
+
+
 @register_backend("executorch", devices=("cpu",), extra="executorch", requires=("executorch",),
                   runtime="executorch",
                   description="ExecuTorch with the XNNPACK delegate, FP32 (torch.export, then lowered).")
@@ -77,15 +89,11 @@ class ExecuTorchRunner(Runner):
             program = _quantize_pt2e(program, args, example_input)
         lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
         _set_threadpool(self.threads)
-        method = Runtime.get().load_program(lowered.buffer).load_method("forward")
+        loaded = Runtime.get().load_program(lowered.buffer)
+        call = _ProgramCall(loaded, loaded.load_method("forward"), flatten_tensors(example_input))
         seconds = time.perf_counter() - t0
-        inputs = flatten_tensors(example_input)
-
-        def run() -> Any:
-            return method.execute(inputs)
-
-        self.record_compile(run, seconds)
-        return run
+        self.record_compile(call, seconds)
+        return call
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Runner]:
