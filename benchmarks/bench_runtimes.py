@@ -75,15 +75,17 @@ def main() -> None:
                       warnings=result.run.warnings)
 
     view = Table(title=f"latency / eager torch, {args.imgsz} px, {args.threads} thread(s), "
-                       f"{result.run.rounds} interleaved rounds")
+                       f"{result.run.rounds} interleaved rounds",
+                 caption="ratio: median over rounds of (backend / eager torch) in the same round; "
+                         "CI: bootstrap over rounds")
     for col in ("model", "backend", "precision", f"{result.run.estimator} ms", "median ms", "IQR ms",
-                "ratio (median of rounds)", "95 % CI", "compile s"):
+                "ratio", "95 % CI", "compile s"):
         view.add_column(col, justify="left" if col in ("model", "backend", "precision") else "right")
     for row in table.itertuples():
         view.add_row(row.model, row.backend, row.precision, _fmt(row.estimate_ms), _fmt(row.median_ms),
                      _fmt(row.iqr_ms), _fmt(row.ratio_median), f"[{_fmt(row.ratio_ci_low)}, {_fmt(row.ratio_ci_high)}]",
                      _fmt(row.compile_s, 1))
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     console.print(view)
     for (model, backend), why in result.skipped.items():
         console.print(f"skipped {model} @ {backend}: {why}")

@@ -9,6 +9,7 @@ latency table is refused for any other backend or precision.
 
 from __future__ import annotations
 
+import gc
 import math
 import sys
 
@@ -172,3 +173,14 @@ def test_a_table_of_another_precision_is_refused_and_old_tables_read_as_fp32(tmp
     LatencyPredictor(back, backend="torch")
     new = _table("onnxruntime-int8", "int8")
     assert LatencyTable.load(new.save(tmp_path / "new.lut.json")).precision == "int8"
+
+
+@pytest.mark.slow
+def test_executorch_call_outlives_garbage_collection_of_its_program():
+    _needs("executorch")
+    fn = get_runner("executorch").prepare(_net(), _x())
+    gc.collect()  # the loaded Program must stay alive with the call: its method runs on the program's memory
+    out = _first_output(fn())
+    with torch.inference_mode():
+        ref = _net()(_x()).numpy()
+    assert out.shape == ref.shape and np.abs(out - ref).max() / np.abs(ref).max() <= FP32_REL_TOL
