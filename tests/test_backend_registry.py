@@ -124,8 +124,8 @@ def test_unknown_backend_is_one_line_listing_the_registered_names(toy, capsys):
         get_runner("tvm", "cpu")
     msg = str(info.value)
     assert "\n" not in msg
-    assert msg == ("unknown backend 'tvm': expected one of torch, onnxruntime, executorch, onnxruntime-int8, "
-                   f"openvino, openvino-int8, torch-compile, {TOY}")
+    assert msg == ("unknown backend 'tvm': expected one of torch, onnxruntime, executorch, executorch-int8, "
+                   f"onnxruntime-int8, openvino, openvino-int8, torch-compile, {TOY}")
     with pytest.raises(DeviceError, match="unknown backend 'tvm'"):
         MeasuredLatency(16, backend="tvm")
     assert main(["profile", "yolov5n", "--backend", "tvm", "--imgsz", "32"]) == 2

@@ -9,6 +9,7 @@ latency table is refused for any other backend or precision.
 
 from __future__ import annotations
 
+import gc
 import math
 import sys
 
@@ -75,7 +76,9 @@ def test_fp32_backends_match_eager_within_1e4_relative(backend, modules):
 
 
 @pytest.mark.parametrize("backend,modules", [("onnxruntime-int8", ("onnxruntime",)),
-                                             ("openvino-int8", ("openvino", "nncf"))])
+                                             ("openvino-int8", ("openvino", "nncf")),
+                                             pytest.param("executorch-int8", ("executorch", "torchao"),
+                                                          marks=pytest.mark.slow)])
 def test_int8_backends_are_finite_and_close_to_eager(backend, modules, tmp_path, monkeypatch):
     _needs(*modules)
     monkeypatch.setattr(onnxruntime_int8, "CACHE_DIR", tmp_path)
@@ -121,7 +124,8 @@ def test_rows_record_backend_precision_runtime_version_and_compile_seconds(tmp_p
 @pytest.mark.parametrize("backend,module,extra", [("openvino", "openvino", "openvino"),
                                                   ("openvino-int8", "nncf", "openvino"),
                                                   ("onnxruntime-int8", "onnxruntime", "onnx"),
-                                                  ("executorch", "executorch", "executorch")])
+                                                  ("executorch", "executorch", "executorch"),
+                                                  ("executorch-int8", "torchao", "executorch")])
 def test_missing_package_is_one_line_naming_the_extra(backend, module, extra, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, module, None)  # import of that module now fails like a missing one
     with pytest.raises(DeviceError) as info:
@@ -140,7 +144,8 @@ def _table(backend: str, precision: str | None) -> LatencyTable:
                         versions={}, protocol={})
 
 
-BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8", "torch-compile", "executorch")
+BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8", "torch-compile", "executorch",
+            "executorch-int8")
 
 
 @pytest.mark.parametrize("built", BACKENDS)
@@ -168,3 +173,14 @@ def test_a_table_of_another_precision_is_refused_and_old_tables_read_as_fp32(tmp
     LatencyPredictor(back, backend="torch")
     new = _table("onnxruntime-int8", "int8")
     assert LatencyTable.load(new.save(tmp_path / "new.lut.json")).precision == "int8"
+
+
+@pytest.mark.slow
+def test_executorch_call_outlives_garbage_collection_of_its_program():
+    _needs("executorch")
+    fn = get_runner("executorch").prepare(_net(), _x())
+    gc.collect()  # the loaded Program must stay alive with the call: its method runs on the program's memory
+    out = _first_output(fn())
+    with torch.inference_mode():
+        ref = _net()(_x()).numpy()
+    assert out.shape == ref.shape and np.abs(out - ref).max() / np.abs(ref).max() <= FP32_REL_TOL

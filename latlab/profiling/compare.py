@@ -16,6 +16,7 @@ with ``estimator="median"|"p20"|"min"|"mean"``; median and spread are always rep
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -77,6 +78,15 @@ def _inputs_for(names: list[str], inputs: Any) -> dict[str, Any]:
     return dict.fromkeys(names, inputs)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One model ready to be timed: the runner that prepared it and the no-argument call it returned. Models
+    prepared by runners of different backends can be timed in the same rounds (``run_prepared``)."""
+
+    runner: Runner
+    fn: Callable[[], Any]
+
+
 def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: int | None = None,
                     min_rounds: int = 40, calls_per_round: int = 1, budget_s: float | None = None,
                     target_ci: float = 0.02, estimator: str = DEFAULT_ESTIMATOR, backend: str = "torch",
@@ -99,37 +109,63 @@ def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: 
     names = list(models)
     if not names:
         raise LatlabError("measure_many needs at least one model")
+    if runner is None:
+        runner = get_runner(backend, device, threads=threads, channels_last=channels_last)
+    ins = _inputs_for(names, inputs)
+    prepared = {n: Prepared(runner, runner.prepare(models[n], ins[n])) for n in names}
+    return run_prepared(prepared, runner, rounds=rounds, min_rounds=min_rounds, calls_per_round=calls_per_round,
+                        budget_s=budget_s, target_ci=target_ci, estimator=estimator,
+                        warmup_rounds=warmup_rounds, seed=seed, progress=progress, confidence=confidence,
+                        check_busy=check_busy, speed_reference=speed_reference, clock=clock)
+
+
+def run_prepared(prepared: Mapping[str, Prepared], reference: Runner, *, rounds: int | None = None,
+                 min_rounds: int = 40, calls_per_round: int = 1, budget_s: float | None = None,
+                 target_ci: float = 0.02, estimator: str = DEFAULT_ESTIMATOR, warmup_rounds: int = 3,
+                 seed: int = 0, progress: bool | ProgressReporter = True, confidence: float = CONFIDENCE,
+                 check_busy: bool = True, speed_reference: bool = True,
+                 clock: Clock = time.perf_counter) -> InterleavedRun:
+    """The interleaved rounds of ``run_interleaved`` on already prepared models, each timed by its own runner
+    (so runners of several backends share one run: every runner's session is open for the whole run).
+    ``reference`` times the speed anchors and gives the speed factor applied to every model's samples;
+    each Measurement records its own runner's backend, precision, runtime version and compile seconds."""
+    check_estimator(estimator)
+    names = list(prepared)
+    if not names:
+        raise LatlabError("measure_many needs at least one model")
     if calls_per_round < 1:
         raise LatlabError(f"calls_per_round must be >= 1, got {calls_per_round}")
     if rounds is None and budget_s is None:
         budget_s = 30.0
-    if runner is None:
-        runner = get_runner(backend, device, threads=threads, channels_last=channels_last)
-    ins = _inputs_for(names, inputs)
-    fns = {n: runner.prepare(models[n], ins[n]) for n in names}
+    runners = {n: prepared[n].runner for n in names}
+    fns = {n: prepared[n].fn for n in names}
     anchors = anchor_models() if speed_reference else {}
-    fns.update({a: runner.prepare(m, anchor_input()) for a, m in anchors.items()})
+    for a, m in anchors.items():
+        runners[a] = reference
+        fns[a] = reference.prepare(m, anchor_input())
     timed = names + list(anchors)
-    notes = busy_notes(threads, device) if check_busy else []
+    notes = busy_notes(reference.threads, reference.device) if check_busy else []
     rng = np.random.default_rng(seed)
     per_round: dict[str, list[list[float]]] = {n: [] for n in timed}
 
     bar_total = rounds if rounds is not None else budget_s
-    with runner.session(), as_progress(progress).task("timing", bar_total, description="",
-                                                      show=("label", "bar", "description")) as bar:
+    with contextlib.ExitStack() as sessions, as_progress(progress).task(
+            "timing", bar_total, description="", show=("label", "bar", "description")) as bar:
+        for runner in {id(r): r for r in [reference, *runners.values()]}.values():
+            sessions.enter_context(runner.session())
         for _ in range(warmup_rounds):
             for n in timed:
-                runner.time_call(fns[n], clock)
+                runners[n].time_call(fns[n], clock)
         start = clock()
         r = 0
         while True:
             for i in rng.permutation(len(timed)):
                 n = timed[i]
                 if n in anchors:  # warm: an untimed call first, so the anchor's time ignores what ran before
-                    runner.time_call(fns[n], clock)
-                    per_round[n].append([runner.time_call(fns[n], clock)])
+                    runners[n].time_call(fns[n], clock)
+                    per_round[n].append([runners[n].time_call(fns[n], clock)])
                     continue
-                per_round[n].append([runner.time_call(fns[n], clock) for _ in range(calls_per_round)])
+                per_round[n].append([runners[n].time_call(fns[n], clock) for _ in range(calls_per_round)])
             r += 1
             elapsed = clock() - start
             done = r if rounds is not None else min(elapsed, budget_s or elapsed)
@@ -147,16 +183,17 @@ def run_interleaved(models: Mapping[str, Model], inputs: Any = None, *, rounds: 
 
     factor = 1.0
     if anchors:
-        key = reference_key(runner.backend, runner.device, threads, channels_last)
+        key = reference_key(reference.backend, reference.device, reference.threads, reference.channels_last)
         factor, note = speed_factor({a: np.asarray(per_round[a]) for a in anchors}, key)
         if note:
             notes.append(note)
     samples = {n: np.asarray(per_round[n], dtype=float) / factor for n in names}
-    meas = {n: Measurement.from_samples(samples[n].ravel(), estimator=estimator, threads=threads,
-                                        backend=runner.backend, device=runner.device,
+    meas = {n: Measurement.from_samples(samples[n].ravel(), estimator=estimator, threads=runners[n].threads,
+                                        backend=runners[n].backend, device=runners[n].device,
                                         confidence=confidence, notes=notes, speed_factor=factor,
-                                        precision=runner.precision, runtime_version=runner.runtime_version(),
-                                        compile_s=runner.compile_seconds(fns[n]))
+                                        precision=runners[n].precision,
+                                        runtime_version=runners[n].runtime_version(),
+                                        compile_s=runners[n].compile_seconds(fns[n]))
             for n in names}
     return InterleavedRun(names, samples, meas, estimator, r, calls_per_round, elapsed, list(notes), factor)
 

@@ -3,7 +3,7 @@
 - ``torch_compile``: ``torch-compile`` (inductor, CPU/CUDA; compile time recorded apart from latency);
 - ``onnxruntime_int8``: ``onnxruntime-int8`` (static QDQ quantization, per-channel weights, calibrated);
 - ``openvino``: ``openvino`` (FP32) and ``openvino-int8`` (NNCF post-training quantization);
-- ``executorch_xnnpack``: ``executorch`` (XNNPACK delegate, FP32).
+- ``executorch_xnnpack``: ``executorch`` (XNNPACK delegate, FP32) and ``executorch-int8`` (PT2E quantization).
 
 ``calibration`` feeds the INT8 backends: the built-in detection images when the input is an image batch
 (the detection layer registers that source), perturbed copies of the example input otherwise. Importing
