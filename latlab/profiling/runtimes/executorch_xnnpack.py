@@ -3,6 +3,7 @@
 The module is exported (``torch.export``), lowered with ``XnnpackPartitioner`` (ops XNNPACK lacks stay on
 ExecuTorch's portable kernels) and loaded from the serialized program through ``executorch.runtime``. The
 XNNPACK thread pool is sized to the runner's thread count when a model is prepared and at every session.
+The runner keeps every loaded program (and its buffer) alive: a method outliving its program segfaults.
 Export + lowering + loading seconds are the runner's ``compile_seconds``.
 """
 
@@ -35,6 +36,7 @@ class ExecuTorchRunner(Runner):
     def __init__(self, threads: int = 1, channels_last: bool = False):
         get_backend(self.backend).check_installed()  # one-line error naming the executorch extra
         super().__init__(threads, channels_last)
+        self._programs: list[tuple[bytes, Any]] = []
 
     def prepare(self, model: nn.Module | Callable[..., Any], example_input: Any) -> Callable[[], Any]:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import (  # optional dependency
@@ -50,9 +52,12 @@ class ExecuTorchRunner(Runner):
         program = torch.export.export(_private_copy(model), args)
         lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
         _set_threadpool(self.threads)
-        method = Runtime.get().load_program(lowered.buffer).load_method("forward")
+        buffer = lowered.buffer
+        loaded = Runtime.get().load_program(buffer)
+        method = loaded.load_method("forward")
         seconds = time.perf_counter() - t0
         inputs = flatten_tensors(example_input)
+        self._programs.append((buffer, loaded))  # a method reads its program's memory: freed, the next call crashes
 
         def run() -> Any:
             return method.execute(inputs)
