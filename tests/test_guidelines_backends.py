@@ -204,7 +204,8 @@ def test_cli_prints_the_verdicts_side_by_side(refuser, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------ real runtimes
-@pytest.mark.parametrize("backend", ["onnxruntime-int8", "openvino-int8", "executorch"])
+@pytest.mark.parametrize("backend", ["onnxruntime-int8", "openvino-int8",
+                                     pytest.param("executorch", marks=pytest.mark.slow)])  # lowering 8 programs
 def test_runtimes_run_every_grouped_conv_row(backend):
     try:
         get_backend(backend).check_installed()
