@@ -1,7 +1,8 @@
 """``latlab guidelines`` (ShuffleNet V2's G1-G4 micro-benchmarks beside the paper) and ``latlab lint``.
 
 Each command parses its arguments, makes one library call (``latlab.guidelines.run.run_guidelines`` /
-``latlab.guidelines.lint.lint_model``), prints rich tables (or JSON) and writes a run folder.
+``latlab.guidelines.lint.lint_model``), prints rich tables (or JSON) and writes a run folder. With several
+``--backend`` names, ``guidelines`` prints each backend's tables and then the verdicts side by side.
 """
 
 from __future__ import annotations
@@ -16,23 +17,25 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from latlab.commands.options import BACKEND_OPT, DEVICE_OPT, backend_option, device_option
+from latlab.commands.options import DEVICE_OPT, backend_option, device_option
 from latlab.guidelines.lint import LintResult, lint_model
 from latlab.guidelines.paper import CITATION, TABLES
 from latlab.guidelines.run import GuidelineResults, run_guidelines
-from latlab.guidelines.verdict import HOLDS, PARTLY
+from latlab.guidelines.verdict import HOLDS, NOT_MEASURED, PARTLY
 from latlab.ops.sources import PYTORCH_FORMS
 from latlab.profiling.timer import DEFAULT_ESTIMATOR, ESTIMATORS
 from latlab.runs import RunWriter, new_run_dir
 
 console = Console()
-VERDICT_STYLE = {HOLDS: "bold green", PARTLY: "bold yellow"}
+VERDICT_STYLE = {HOLDS: "bold green", PARTLY: "bold yellow", NOT_MEASURED: "dim"}
 READINGS = ("Readings that are ours (meta.json 'notes'): ×2/×4 = the ×1 channels scaled; G3 parallel = k branches "
             "c→c/k concatenated; G4 c = the unit's channels (bottleneck c/4); plain convs without BN or bias; "
             "GPU batch 1. rel/paper = latency / baseline row's (> 1: slower); * = not buildable as printed.")
 
 
 def _ms(v: float) -> str:
+    if math.isnan(v):
+        return "—"
     return f"{v:.3f}" if v < 10 else f"{v:.1f}"
 
 
@@ -41,9 +44,9 @@ def _row_label(label: str) -> str:
     return label.replace("1-fragment", "1-frag").replace("-fragment-", "-")
 
 
-def _guideline_table(res: GuidelineResults, g: str, width: int) -> Table:
+def _guideline_table(res: GuidelineResults, g: str, width: int, backend: str) -> Table:
     df = res.tables[g]
-    df = df[df["width"] == width]
+    df = df[(df["width"] == width) & (df["backend"] == backend)]
     first = df.iloc[0]
     paper = TABLES[g]
     unit = "img/s" if first["unit"] == "images/s" else "batch/s"
@@ -57,16 +60,19 @@ def _guideline_table(res: GuidelineResults, g: str, width: int) -> Table:
         t.add_column(col, justify="left" if col in ("row", "built") else "right",
                      no_wrap=col in ("row", "built", "95% CI"))
     for r in df.to_dict(orient="records"):
-        ci = "" if r["is_baseline"] else f"{r['rel_ci_low']:.2f}-{r['rel_ci_high']:.2f}"
+        ci = "" if r["is_baseline"] or math.isnan(r["rel_ci_low"]) else f"{r['rel_ci_low']:.2f}-{r['rel_ci_high']:.2f}"
+        rel = "not measured" if math.isnan(r["rel_latency"]) else f"{r['rel_latency']:.2f}"
+        tp = "—" if math.isnan(r["throughput"]) else f"{r['throughput']:.1f}"
         t.add_row(_row_label(r["row"]), r["short"] + ("" if r["exact"] else "*"), f"{r['madds'] / 1e6:.0f}",
-                  f"{r['mac_bytes'] / 1e6:.1f}", _ms(r["estimate_ms"]), f"{r['rel_latency']:.2f}", ci,
-                  f"{r['paper_rel_latency']:.2f}", f"{r['throughput']:.1f}", f"{r['paper_throughput']:g}")
+                  f"{r['mac_bytes'] / 1e6:.1f}", _ms(r["estimate_ms"]), rel, ci,
+                  f"{r['paper_rel_latency']:.2f}", tp, f"{r['paper_throughput']:g}")
     return t
 
 
-def _verdict_lines(res: GuidelineResults, g: str, width: int | str) -> list[str]:
+def _verdict_lines(res: GuidelineResults, g: str, width: int | str, backend: str) -> list[str]:
     lines = []
-    vs = res.verdicts[(res.verdicts["guideline"] == g) & (res.verdicts["width"].astype(str) == str(width))]
+    v = res.verdicts
+    vs = v[(v["guideline"] == g) & (v["width"].astype(str) == str(width)) & (v["backend"] == backend)]
     for v in vs.to_dict(orient="records"):
         style = VERDICT_STYLE.get(v["verdict"], "bold red")
         paper = f" (paper's numbers by the same rule: {v['paper_verdict']})" if v["paper_verdict"] else ""
@@ -75,11 +81,44 @@ def _verdict_lines(res: GuidelineResults, g: str, width: int | str) -> list[str]
     return lines
 
 
+def _verdict_matrix_table(res: GuidelineResults) -> Table:
+    """Guideline × width rows, one column per backend, each cell the verdict under that backend."""
+    matrix = res.verdict_matrix()
+    precision = dict(zip(res.verdicts["backend"], res.verdicts["precision"], strict=True))
+    t = Table(title="Verdicts per runtime (each backend's rows relative to its own baseline row)",
+              title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("guideline")
+    t.add_column("width")
+    for b in res.backends:
+        t.add_column(f"{b}\n{precision.get(b, '')}")
+    for r in matrix.to_dict(orient="records"):
+        width = "all widths" if r["width"] == "all" else f"×{r['width']}"
+        t.add_row(r["guideline"], width, *(f"[{VERDICT_STYLE.get(r[b], 'bold red')}]{r[b]}[/]" if r[b] else ""
+                                           for b in res.backends))
+    return t
+
+
+def _print_tables(res: GuidelineResults, backend: str) -> None:
+    """One backend's guideline tables with their verdict lines (today's output for a single backend)."""
+    for g, all_rows in res.tables.items():
+        df = all_rows[all_rows["backend"] == backend]
+        widths = sorted(df["width"].unique())
+        for w in widths:
+            console.print(_guideline_table(res, g, int(w), backend))
+            for line in _verdict_lines(res, g, int(w), backend):
+                console.print(line)
+        if len(widths) > 1:
+            for line in _verdict_lines(res, g, "all", backend):
+                console.print(line)
+        console.print()
+
+
 def guidelines(
     only: str = typer.Option(None, "--only", help="Comma-separated subset of G1,G2,G3,G4 (default: all)."),
     quick: bool = typer.Option(False, "--quick", help="×1 only with a short time budget (~1 min on 2 cores)."),
     device: str = device_option(note="cuda uses the paper's GPU channel set."),
-    backend: str = BACKEND_OPT,
+    backend: str = backend_option(note="One backend, or several comma-separated (torch,onnxruntime-int8,openvino):"
+                                   " every table timed once per backend, verdicts side by side."),
     threads: str = typer.Option("1", help="Intra-op threads: 1 (like the paper's ARM) or N or 'all'."),
     width: str = typer.Option(None, "--width", help="Width multipliers, e.g. 1,2,4 (default: 1,2,4; --quick: 1)."),
     imgsz: int = typer.Option(56, help="Square input size (paper: 56)."),
@@ -100,16 +139,12 @@ def guidelines(
     if json_out:
         print(json.dumps({**res.to_json(), "run_dir": str(path)}, indent=2, default=str))
         return
-    for g, df in res.tables.items():
-        widths = sorted(df["width"].unique())
-        for w in widths:
-            console.print(_guideline_table(res, g, int(w)))
-            for line in _verdict_lines(res, g, int(w)):
-                console.print(line)
-        if len(widths) > 1:
-            for line in _verdict_lines(res, g, "all"):
-                console.print(line)
-        console.print()
+    for b in res.backends:
+        _print_tables(res, b)
+    if len(res.backends) > 1:
+        console.print(_verdict_matrix_table(res))
+    for s in res.not_measured():
+        console.print(f"[yellow]not measured:[/] {s}")
     for s in res.substitutions:
         console.print(f"[yellow]* not buildable as printed:[/] {s}")
     for s in res.config_notes:

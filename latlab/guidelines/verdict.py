@@ -16,6 +16,11 @@ the baseline, its 95 % CI (paired bootstrap over interleaved rounds, from ``comp
 **holds**: every row supports and ``trend_rho`` > 0. **does not hold**: no row supports. **partly**:
 anything in between. The same rule applied to the paper's numbers (no CI: a point) gives ``paper_verdict``.
 Nothing here is tuned per guideline beyond the predicted direction.
+
+A row a backend could not run (``rel_latency`` NaN, the reason in ``not_measured``) is left out of the
+verdict and named in its reason; without the baseline row, or without any other row, the verdict is
+**not measured**. A table holding several backends (a ``backend`` column) gets one verdict per backend;
+:func:`verdict_matrix` lays them side by side.
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sstats
 
-HOLDS, PARTLY, DOES_NOT_HOLD = "holds", "partly", "does not hold"
+HOLDS, PARTLY, DOES_NOT_HOLD, NOT_MEASURED = "holds", "partly", "does not hold", "not measured"
 MIN_EFFECT = 0.02
 # +1: the guideline predicts the non-baseline rows are slower than the baseline; -1: faster.
 DIRECTION = {"G1": 1, "G2": 1, "G3": 1, "G4": -1}
 BASELINE_NAME = {"G1": "1:1", "G2": "g=1", "G3": "1-fragment", "G4": "ReLU+shortcut"}
 
+# the columns that say which runtime a verdict is for, in front of VERDICT_COLUMNS when the table has them
+BACKEND_COLUMNS = ("backend", "precision")
 VERDICT_COLUMNS = ("guideline", "width", "verdict", "trend_rho", "n_rows", "n_support", "n_contradict",
                    "peak_rel_latency", "paper_verdict", "paper_trend_rho", "reason")
 
@@ -113,13 +120,29 @@ def _fmt_rho(rho: float) -> str:
     return "n/a" if math.isnan(rho) else f"{rho:+.2f}"
 
 
+def _missing_text(rows: pd.DataFrame) -> str:
+    """``"g=8 (why); g=4 (why)"``: the rows a backend could not run (every NaN row when no reasons are given)."""
+    if "not_measured" not in rows:
+        return "; ".join(map(str, rows["row"]))
+    return "; ".join(f"{r} ({why})" for r, why in zip(rows["row"], rows["not_measured"], strict=True)
+                     if isinstance(why, str) and why)
+
+
 def decide(guideline: str, rows: pd.DataFrame, *, min_effect: float = MIN_EFFECT,
            width: int | str = "") -> Verdict:
     """Verdict for one table at one width. ``rows`` needs ``row``, ``key``, ``is_baseline``,
-    ``rel_latency``, ``rel_ci_low``, ``rel_ci_high`` and optionally ``paper_rel_latency``."""
+    ``rel_latency``, ``rel_ci_low``, ``rel_ci_high`` and optionally ``paper_rel_latency`` and
+    ``not_measured`` (why a row with a NaN ``rel_latency`` was not measured)."""
     direction = DIRECTION[guideline]
     base_name = BASELINE_NAME[guideline]
+    missing = rows[rows["rel_latency"].isna()]
+    rows = rows[rows["rel_latency"].notna()]
     others = rows[~rows["is_baseline"].astype(bool)]
+    if not rows["is_baseline"].astype(bool).any() or others.empty:
+        what = f"the baseline row {base_name}" if not rows["is_baseline"].astype(bool).any() else "every other row"
+        return Verdict(guideline, width, NOT_MEASURED, math.nan, len(others), 0, 0, math.nan, "", math.nan,
+                       f"{what} could not be measured, so nothing is compared. Not measured: "
+                       f"{_missing_text(missing)}.")
     cls = [_classify(direction, r.rel_latency, r.rel_ci_low, r.rel_ci_high, min_effect)
            for r in others.itertuples()]
     n, n_sup, n_con = len(cls), sum(c == 1 for c in cls), sum(c == -1 for c in cls)
@@ -148,6 +171,8 @@ def decide(guideline: str, rows: pd.DataFrame, *, min_effect: float = MIN_EFFECT
         p_cls = [_classify(direction, v, v, v, min_effect) for v in others["paper_rel_latency"]]
         p_rho = direction * spearman(rows["key"], rows["paper_rel_latency"])
         p_verdict = _label(len(p_cls), sum(c == 1 for c in p_cls), p_rho)
+    if len(missing):
+        reason += f" Not measured (left out): {_missing_text(missing)}."
     return Verdict(guideline, width, verdict, rho, n, n_sup, n_con, peak if n else float("nan"),
                    p_verdict, p_rho, reason)
 
@@ -161,9 +186,12 @@ def _label(n: int, n_support: int, rho: float) -> str:
 
 
 def combine(guideline: str, verdicts: list[Verdict]) -> Verdict:
-    """One verdict over several widths: holds if all hold, does not hold if none holds even partly."""
-    labels = [v.verdict for v in verdicts]
-    if labels and all(v == HOLDS for v in labels):
+    """One verdict over several widths: holds if all hold, does not hold if none holds even partly
+    (widths that could not be measured left out; not measured when none could)."""
+    labels = [v.verdict for v in verdicts if v.verdict != NOT_MEASURED]
+    if not labels:
+        overall = NOT_MEASURED
+    elif all(v == HOLDS for v in labels):
         overall = HOLDS
     elif all(v == DOES_NOT_HOLD for v in labels):
         overall = DOES_NOT_HOLD
@@ -188,8 +216,7 @@ def combine(guideline: str, verdicts: list[Verdict]) -> Verdict:
                    float(np.mean(p_rhos)) if p_rhos else float("nan"), reason)
 
 
-def verdict_table(df: pd.DataFrame, *, min_effect: float = MIN_EFFECT) -> pd.DataFrame:
-    """Verdicts for every (guideline, width) of a normalised table, plus one ``width="all"`` row each."""
+def _verdict_rows(df: pd.DataFrame, min_effect: float) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for g, part in df.groupby("guideline", sort=False):
         per_width = [decide(str(g), sub, min_effect=min_effect, width=int(w))
@@ -197,4 +224,29 @@ def verdict_table(df: pd.DataFrame, *, min_effect: float = MIN_EFFECT) -> pd.Dat
         rows.extend(v.to_row() for v in per_width)
         if len(per_width) > 1:
             rows.append(combine(str(g), per_width).to_row())
-    return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
+    return rows
+
+
+def verdict_table(df: pd.DataFrame, *, min_effect: float = MIN_EFFECT) -> pd.DataFrame:
+    """Verdicts for every (guideline, width) of a normalised table, plus one ``width="all"`` row each;
+    one set per backend (with ``backend`` and ``precision`` columns first) when the table has them."""
+    keys = [c for c in BACKEND_COLUMNS if c in df.columns]
+    if not keys:
+        return pd.DataFrame(_verdict_rows(df, min_effect), columns=list(VERDICT_COLUMNS))
+    rows = [{**dict(zip(keys, key, strict=True)), **r}
+            for key, part in df.groupby(keys, sort=False) for r in _verdict_rows(part, min_effect)]
+    return pd.DataFrame(rows, columns=keys + list(VERDICT_COLUMNS))
+
+
+def verdict_matrix(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Verdicts side by side: one row per (guideline, width), one column per backend (in run order),
+    each cell the verdict under that backend (empty where a backend has no verdict for that row)."""
+    v = verdicts.assign(width=verdicts["width"].astype(str))
+    if "backend" not in v.columns:
+        v = v.assign(backend="")
+    backends = list(dict.fromkeys(v["backend"]))
+    index = list(dict.fromkeys(zip(v["guideline"], v["width"], strict=True)))
+    cells = {(g, w, b): verdict for g, w, b, verdict in zip(v["guideline"], v["width"], v["backend"], v["verdict"],
+                                                            strict=True)}
+    return pd.DataFrame([{"guideline": g, "width": w, **{b: cells.get((g, w, b), "") for b in backends}}
+                         for g, w in index], columns=["guideline", "width", *backends])

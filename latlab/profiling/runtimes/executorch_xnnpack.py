@@ -53,8 +53,8 @@ class _ProgramCall:
     memory, and a program that is garbage-collected leaves the method reading freed memory (a crash, or
     "Invalid number of inputs provided. Expected 0")."""
 
-    def __init__(self, program: Any, method: Any, inputs: list[torch.Tensor]):
-        self.program, self.method, self.inputs = program, method, inputs
+    def __init__(self, buffer: bytes, program: Any, method: Any, inputs: list[torch.Tensor]):
+        self.buffer, self.program, self.method, self.inputs = buffer, program, method, inputs
 
     def __call__(self) -> Any:
         return self.method.execute(self.inputs)
@@ -89,8 +89,9 @@ class ExecuTorchRunner(Runner):
             program = _quantize_pt2e(program, args, example_input)
         lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
         _set_threadpool(self.threads)
-        loaded = Runtime.get().load_program(lowered.buffer)
-        call = _ProgramCall(loaded, loaded.load_method("forward"), flatten_tensors(example_input))
+        buffer = lowered.buffer
+        loaded = Runtime.get().load_program(buffer)
+        call = _ProgramCall(buffer, loaded, loaded.load_method("forward"), flatten_tensors(example_input))
         seconds = time.perf_counter() - t0
         self.record_compile(call, seconds)
         return call
