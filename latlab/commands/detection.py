@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from latlab.commands.options import backend_option
+from latlab.detection.converted import EAGER, evaluate_checkpoint_backend
 from latlab.detection.data import load_dataset, make_dataset
 from latlab.detection.device import AMP_MODES
 from latlab.detection.evaluate import evaluate_checkpoint
@@ -99,18 +103,33 @@ def val(
     weights: Path = typer.Option(..., help="Checkpoint written by latlab train (last.pt / best.pt)."),
     data: str = typer.Option("builtin", help="'builtin', a YOLO data YAML, a COCO or a VOC folder."),
     imgsz: int = typer.Option(160, help="Square input size."),
-    batch: int = typer.Option(32, help="Batch size."),
+    batch: int = typer.Option(32, help="Batch size (the converted model's fixed batch with --backend)."),
     conf_thres: float = typer.Option(0.001, help="Confidence threshold."),
     iou_thres: float = typer.Option(0.6, help="NMS IoU threshold."),
     device: str = typer.Option("cpu", "--device", help=TRAIN_DEVICE_HELP),
-    amp: str = typer.Option("auto", "--amp", help=AMP_HELP),
+    amp: str = typer.Option("auto", "--amp", help=AMP_HELP + " Eager torch only."),
+    backend: str = backend_option(EAGER, "Run the detector through this backend (decode, NMS and scoring stay "
+                                         "in torch; INT8 ones calibrate on the data's training split)."),
+    threads: int = typer.Option(1, "--threads", help="Intra-op threads of the backend."),
 ) -> None:
-    """Evaluate a checkpoint (written on any device): mAP50, mAP50-95 and per-class AP (pycocotools)."""
+    """Evaluate a checkpoint (written on any device): mAP50, mAP50-95 and per-class AP (pycocotools), in eager
+    torch or converted by --backend (ONNX Runtime, its INT8 quantization, OpenVINO, ...)."""
     image_size(imgsz, "--imgsz")
     positive_int(batch, "--batch")
-    metrics = evaluate_checkpoint(config, weights, data=data, imgsz=imgsz, batch=batch, conf_thres=conf_thres,
-                                  iou_thres=iou_thres, device=device, amp=amp)
+    positive_int(threads, "--threads")
+    if backend == EAGER:
+        metrics = evaluate_checkpoint(config, weights, data=data, imgsz=imgsz, batch=batch, conf_thres=conf_thres,
+                                      iou_thres=iou_thres, device=device, amp=amp)
+        where = f"torch {torch.__version__}, {device}, amp {amp}"
+    else:
+        metrics = evaluate_checkpoint_backend(config, weights, backend, data=data, imgsz=imgsz, batch=batch,
+                                              threads=threads, device=device, conf_thres=conf_thres,
+                                              iou_thres=iou_thres)
+        where = f"{backend} {metrics['precision']}, {metrics['runtime']}, {device}, {threads} thread(s)"
+        if metrics["calibration"]:
+            where += f", calibrated on {metrics['calibration']}"
     console.print(_metrics_table(f"{config} @ {weights}", metrics))
+    console.print(f"backend: {escape(where)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from latlab.commands.detection import AMP_HELP
-from latlab.commands.options import BACKEND_OPT, device_option
+from latlab.commands.options import BACKEND_OPT, backend_help, device_option
 from latlab.runs import RESULTS_ROOT
 from latlab.search.dashboard import DEFAULT_HOST, DEFAULT_PORT, serve_dashboard
 from latlab.search.estimators import list_estimators
@@ -81,6 +81,10 @@ def run(
     epochs: int = typer.Option(None, "--epochs", help="Training budget per trial in epochs (default 3)."),
     device: str = device_option(note="Where latency is measured (see --train-device for training)."),
     backend: str = BACKEND_OPT,
+    accuracy_backend: str = typer.Option(
+        "torch", "--accuracy-backend",
+        help=backend_help("Score each trained candidate's final EMA weights through this backend too; the "
+                          "objective uses its mAP (the FP32 mAP is kept as map_fp32).")),
     train_device: str = typer.Option(
         "cpu", "--train-device",
         help="Where candidates train: cpu, cuda, cuda:N or mps, or a comma list (cuda:0,1,2,3), one per worker."),
@@ -113,7 +117,7 @@ def run(
     settings = SearchSettings(
         mode=mode, latency_budget_ms=parse_latency_budget(latency_budget), n_trials=trials, hours=hours,
         space=space, storage=storage, study=study, imgsz=imgsz, minutes=minutes, epochs=epochs, device=device,
-        backend=backend, latency=latency, sampler=sampler, seed=seed, resume=resume, threads=threads, data=data,
+        backend=backend, accuracy_backend=accuracy_backend, latency=latency, sampler=sampler, seed=seed, resume=resume, threads=threads, data=data,
         pruner=pruner,
         baselines=tuple(b for b in (x.strip() for x in baselines.split(",")) if b), batch=batch,
         accuracy=accuracy, budget_from=budget_from, train_device=train_device, amp=amp, workers=workers)

@@ -2,7 +2,9 @@
 (when within the latency budget) score it with the accuracy estimator (``--accuracy``: the short training by
 default, a zero-cost proxy, a two-stage screen + training ...); the trial's values are the study's named
 objectives. Per trial it records ``accuracy_estimator``, ``accuracy_score``, ``accuracy_cost_s`` (CPU
-seconds) and, for a two-stage estimator, ``screen_score``; estimators that train (kind ``training`` or
+seconds), for a two-stage estimator ``screen_score`` and, with ``--accuracy-backend``, ``map_fp32``,
+``map50_fp32``, ``accuracy_backend``, ``accuracy_precision`` and ``accuracy_runtime`` (``map`` is then the
+converted model's); estimators that train (kind ``training`` or
 ``composite``) get the epoch hook through which the study prunes."""
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from latlab.search.space import ORDINAL, SearchSpace, arch_hash
 
 TrialValue = float | tuple[float, ...]
 TRIALS_DIR = "trials"  # <study dir>/trials/<number:05d>/: one trial's training run (the report skips these)
+CONVERTED_ATTRS = ("map_fp32", "map50_fp32", "accuracy_backend", "accuracy_precision", "accuracy_runtime")
 
 
 def baseline_cfg(name: str, nc: int) -> dict[str, Any]:
@@ -149,6 +152,9 @@ class TrialEvaluator:
         if est.map is not None:
             put("map50", float(est.map50) if est.map50 is not None else float("nan"))
             put("map", float(est.map))
+        for key in CONVERTED_ATTRS:  # --accuracy-backend: how ``map`` was scored, the FP32 mAP beside it
+            if key in est.details:
+                put(key, est.details[key])
         if "epochs" in est.details:
             put("epochs", int(est.details["epochs"]))
             put("train_s", float(est.details.get("train_s", 0.0)))

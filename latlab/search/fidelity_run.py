@@ -91,8 +91,10 @@ CACHE_COLUMNS = ["context", "arch_hash", *ESTIMATE_COLUMNS]
 
 
 def context_key(ctx: EstimatorContext) -> str:
-    """12 hex digits over everything in ``ctx``: cached scores are reused only for the same context."""
-    blob = json.dumps(asdict(ctx) | {"data": str(ctx.data)}, sort_keys=True, default=str)
+    """12 hex digits over everything in ``ctx``: cached scores are reused only for the same context (the
+    default eager ``accuracy_backend`` left out, so caches written before it existed still match)."""
+    fields = {k: v for k, v in asdict(ctx).items() if not (k == "accuracy_backend" and v == "torch")}
+    blob = json.dumps(fields | {"data": str(ctx.data)}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 

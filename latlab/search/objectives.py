@@ -10,7 +10,9 @@
   ``latlab.lut.load_predictor(path)``).
 - :func:`count_candidate` stores ``params``, ``madds``, ``flops`` and ``mac_bytes`` from the counter.
 - :class:`TrainedAccuracy` trains the candidate with the detection harness for a per-trial epoch or
-  minute budget and returns mAP50-95 and mAP50; an ``on_epoch_end`` hook lets the study prune.
+  minute budget and returns mAP50-95 and mAP50; an ``on_epoch_end`` hook lets the study prune. With an
+  ``accuracy_backend`` (``--accuracy-backend onnxruntime-int8``) the final EMA weights are also scored through
+  that backend (``latlab.detection.converted``): the trial's mAP is the converted model's, the FP32 one is kept.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import torch
 from torch import nn
 
+from latlab.detection.converted import EAGER, evaluate_backend
 from latlab.detection.data import DetectionData, load_dataset
 from latlab.detection.device import parse_device
 from latlab.detection.train import train
@@ -185,7 +189,9 @@ def count_candidate(model: nn.Module, imgsz: int) -> dict[str, int]:
 
 @dataclass
 class AccuracyResult:
-    """mAP of one short training; ``pruned`` when the epoch hook stopped it."""
+    """mAP of one short training; ``pruned`` when the epoch hook stopped it. ``map``/``map50`` are the
+    accuracy backend's (eager torch FP32 unless another was asked for); ``fp32_map``/``fp32_map50`` eager
+    torch's, ``backend``/``precision``/``runtime`` what scored ``map``."""
 
     map50: float
     map: float
@@ -193,6 +199,18 @@ class AccuracyResult:
     train_s: float
     stopped_by: str
     pruned: bool = False
+    fp32_map: float = float("nan")
+    fp32_map50: float = float("nan")
+    backend: str = EAGER
+    precision: str = "fp32"
+    runtime: str = ""
+
+    def details(self) -> dict[str, Any]:
+        """The trial attributes that say how ``map`` was scored (FP32 mAP beside a converted model's)."""
+        if self.backend == EAGER:
+            return {}
+        return {"map_fp32": self.fp32_map, "map50_fp32": self.fp32_map50, "accuracy_backend": self.backend,
+                "accuracy_precision": self.precision, "accuracy_runtime": self.runtime}
 
 
 EpochHook = Callable[[int, dict[str, Any]], bool]
@@ -224,7 +242,8 @@ class TrainedAccuracy:
     def __init__(self, *, data: str | Path = "builtin", imgsz: int = 160, epochs: int | None = None,
                  minutes: float | None = None, batch: int = 16, seed: int = 0,
                  data_kwargs: dict[str, Any] | None = None, keep_weights: bool = False,
-                 val_max_images: int | None = None, device: str = "cpu", amp: str = "auto"):
+                 val_max_images: int | None = None, device: str = "cpu", amp: str = "auto",
+                 accuracy_backend: str = EAGER, backend_threads: int = 1):
         if epochs is None and minutes is None:
             epochs = 3
         if epochs is not None and minutes is not None:
@@ -236,6 +255,7 @@ class TrainedAccuracy:
         self.data_kwargs = dict(data_kwargs or {})
         self.val_max_images = val_max_images
         self.device, self.amp = device, amp
+        self.accuracy_backend, self.backend_threads = accuracy_backend, backend_threads
 
     @property
     def dataset(self) -> DetectionData:
@@ -248,11 +268,14 @@ class TrainedAccuracy:
 
     def budget(self) -> dict[str, Any]:
         """What decides a trial's mAP besides the model (recorded in the study; joiners must match it).
-        ``data_kwargs`` (built-in data size, preset) only when given, so older studies still join."""
+        ``data_kwargs`` (built-in data size, preset) and ``accuracy_backend`` only when given, so older studies
+        still join."""
         out = {"epochs": self.epochs, "minutes": self.minutes, "batch": self.batch, "imgsz": self.imgsz,
                "data": str(self.data), "seed": self.seed}
         if self.data_kwargs:
             out["data_kwargs"] = dict(sorted(self.data_kwargs.items()))
+        if self.accuracy_backend != EAGER:
+            out["accuracy_backend"] = self.accuracy_backend
         return out
 
     def __call__(self, cfg: dict[str, Any], out_dir: Path, on_epoch_end: EpochHook | None = None
@@ -264,8 +287,15 @@ class TrainedAccuracy:
             for name in ("last.pt", "best.pt"):
                 with contextlib.suppress(OSError):
                     (Path(out_dir) / name).unlink()
-        return AccuracyResult(float(res.map50), float(res.map), int(res.epochs), float(res.train_s),
-                              res.stopped_by, pruned=res.stopped_by == "callback")
+        out = AccuracyResult(float(res.map50), float(res.map), int(res.epochs), float(res.train_s),
+                             res.stopped_by, pruned=res.stopped_by == "callback", fp32_map=float(res.map),
+                             fp32_map50=float(res.map50), runtime=f"torch {torch.__version__}")
+        if self.accuracy_backend == EAGER or out.pruned:
+            return out
+        m = evaluate_backend(res.model, self.dataset, self.accuracy_backend, imgsz=self.imgsz,
+                             threads=self.backend_threads)
+        return replace(out, map=float(m["map"]), map50=float(m["map50"]), backend=m["backend"],
+                       precision=m["precision"], runtime=m["runtime"])
 
 
 def remove_dir(path: Path) -> None:

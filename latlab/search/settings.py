@@ -11,6 +11,7 @@ from typing import Any
 from latlab.detection.device import parse_device, parse_devices
 from latlab.errors import DeviceError, SearchError, UnknownModelError
 from latlab.ops.zoo import SEED_DETECTORS, resolve_config
+from latlab.profiling.backends import get_backend
 from latlab.runs import RESULTS_ROOT
 from latlab.search.estimators import (
     AccuracyEstimator,
@@ -55,7 +56,9 @@ class SearchSettings:
     ``budget_from`` names a baseline whose latency, measured once by the search itself, is the budget: that
     baseline is judged by the same measurement, so it is feasible by construction.
 
-    ``device``/``backend`` are where latency is measured; ``train_device`` (one device or a comma list,
+    ``device``/``backend`` are where latency is measured; ``accuracy_backend`` what a trained candidate's mAP
+    is scored through (eager ``torch`` FP32, or e.g. ``onnxruntime-int8``: the FP32 mAP is kept beside it);
+    ``train_device`` (one device or a comma list,
     ``cuda:0,1,2,3``) and ``amp`` where and how candidates train. ``workers`` local worker processes share
     the study (None: one per listed train device); worker ``worker`` trains on device ``worker mod len``."""
 
@@ -88,6 +91,7 @@ class SearchSettings:
     val_max_images: int | None = None
     objectives: tuple[str, ...] | None = None
     backend: str = "torch"
+    accuracy_backend: str = "torch"
     accuracy: str = "train"
     budget_from: str | None = None
     train_device: str = "cpu"
@@ -136,6 +140,7 @@ class SearchSettings:
                 raise SearchError(f"--baselines {name!r}: {exc}") from None
         parse_latency_source(self.latency)
         self.make_accuracy()  # an unknown estimator fails here, before any study is opened
+        self.check_accuracy_backend()
         resolve(self.study_objectives)
         if self.mode == "constrained" and self.objectives is not None and (
                 tuple(self.objectives) != self.default_objectives()):
@@ -144,12 +149,23 @@ class SearchSettings:
         if self.mode == "pareto" and len(self.study_objectives) < 2:
             raise SearchError(f"--mode pareto needs at least two objectives, got {list(self.study_objectives)}")
 
+    def check_accuracy_backend(self) -> None:
+        """An unknown or uninstalled ``--accuracy-backend``, or one given to an estimator that trains nothing,
+        is a one-line error before any study is opened."""
+        if self.accuracy_backend == "torch":
+            return
+        get_backend(self.accuracy_backend).check_installed()
+        if self.accuracy_spec.kind not in ("training", "composite"):
+            raise SearchError(f"--accuracy-backend {self.accuracy_backend} scores trained weights; --accuracy "
+                              f"{self.accuracy} trains nothing (use train or twostage)")
+
     def estimator_context(self, nc: int | None = None) -> EstimatorContext:
         """What the accuracy estimator gets: data, image size, budget, seed (``nc``: the head's classes)."""
         return EstimatorContext(data=self.data, data_kwargs=dict(self.data_kwargs), imgsz=self.imgsz, nc=nc,
                                 seed=self.seed, epochs=self.epochs, minutes=self.minutes, batch=self.batch,
                                 val_max_images=self.val_max_images, keep_weights=self.keep_weights,
-                                threads=self.train_threads, device=self.worker_device, amp=self.amp)
+                                threads=self.train_threads, device=self.worker_device, amp=self.amp,
+                                accuracy_backend=self.accuracy_backend)
 
     @property
     def train_devices(self) -> list[str]:

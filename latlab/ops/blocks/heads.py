@@ -21,6 +21,8 @@ class Detect(nn.Module):
 
     Train mode returns the raw maps ``[bs, na, ny, nx, no]`` per level; eval mode returns the decoded
     predictions ``[bs, N, no]`` (xywh in input pixels, objectness and class scores after sigmoid).
+    ``raw_output = True`` returns the raw maps in eval mode too (a converted model's outputs, which
+    :meth:`decode` then turns into predictions in torch).
     """
 
     def __init__(self, nc: int = 80, anchors: list | int = (), ch: tuple[int, ...] = (), inplace: bool = True):
@@ -37,15 +39,20 @@ class Detect(nn.Module):
         self.register_buffer("stride", torch.ones(self.nl))
         self.m = nn.ModuleList(nn.Conv2d(x, self.no * self.na, 1) for x in ch)
         self.inplace = inplace
+        self.raw_output = False
 
     def forward(self, x: list[torch.Tensor]) -> list[torch.Tensor] | torch.Tensor:
         out = []
         for i in range(self.nl):
             bs, _, ny, nx = x[i].shape
             out.append(self.m[i](x[i]).view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous())
-        if self.training:
+        if self.training or self.raw_output:
             return out
-        return torch.cat([self._decode(p, i) for i, p in enumerate(out)], 1)
+        return self.decode(out)
+
+    def decode(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        """Raw per-level maps ``[bs, na, ny, nx, no]`` → predictions ``[bs, N, no]`` (what eval mode returns)."""
+        return torch.cat([self._decode(p, i) for i, p in enumerate(maps)], 1)
 
     def _decode(self, p: torch.Tensor, i: int) -> torch.Tensor:
         bs, na, ny, nx, no = p.shape

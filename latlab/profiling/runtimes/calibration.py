@@ -2,14 +2,17 @@
 
 A calibration *source* maps ``(imgsz, n)`` to ``n`` float32 ``[3, imgsz, imgsz]`` images in [0, 1] (what a
 detector is fed). The detection layer registers the built-in dataset as the default source
-(``latlab.detection.calibration``); profiling cannot import it (it sits below detection). An input that is not
+(``latlab.detection.calibration``); profiling cannot import it (it sits below detection).
+:func:`calibration_source` swaps in another source for a block of code (``latlab val --backend`` calibrates
+on the training split of the data it evaluates). An input that is not
 one square 3-channel image batch (a single block in ``lut build``, several tensors) is calibrated on copies of
 the example input with Gaussian noise of its own spread: there are no real activations to use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +32,18 @@ def set_calibration_source(name: str, source: CalibrationSource) -> None:
     """Make ``source`` (named ``name``, part of the INT8 cache key) the images INT8 backends calibrate on."""
     _SOURCES.clear()
     _SOURCES[name] = source
+
+
+@contextlib.contextmanager
+def calibration_source(name: str, source: CalibrationSource) -> Iterator[None]:
+    """Calibrate on ``source`` (named ``name``) inside the block; the previous source is back afterwards."""
+    previous = dict(_SOURCES)
+    set_calibration_source(name, source)
+    try:
+        yield
+    finally:
+        _SOURCES.clear()
+        _SOURCES.update(previous)
 
 
 @dataclass(frozen=True)

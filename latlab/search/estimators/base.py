@@ -62,7 +62,8 @@ class EstimatorContext:
 
     ``data``/``data_kwargs`` are what :func:`latlab.detection.data.load_dataset` takes; ``epochs``/``minutes``
     the training budget of estimators that train; ``threads`` the intra-op threads they use; ``keep_weights``
-    whether a training keeps its checkpoints; ``device``/``amp`` where and in which precision it trains."""
+    whether a training keeps its checkpoints; ``device``/``amp`` where and in which precision it trains;
+    ``accuracy_backend`` the backend a trained model's mAP is scored through (``torch``: eager FP32)."""
 
     data: str | Path = "builtin"
     data_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -77,6 +78,7 @@ class EstimatorContext:
     keep_weights: bool = False
     device: str = "cpu"
     amp: str = "auto"
+    accuracy_backend: str = "torch"
 
 
 @dataclass

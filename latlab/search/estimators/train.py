@@ -1,7 +1,8 @@
 """``train``: today's short training (the search's default estimator), wrapping :class:`TrainedAccuracy`.
 
 The budget is ``ctx.epochs`` or ``ctx.minutes`` (neither: 3 epochs, the search's per-trial default); the
-score is the mAP50-95 of the EMA weights after the budget, ``on_epoch_end`` is passed to the trainer so a
+score is the mAP50-95 of the EMA weights after the budget (through ``ctx.accuracy_backend`` when it is not eager
+torch: :class:`TrainedAccuracy`), ``on_epoch_end`` is passed to the trainer so a
 study can prune. ``cost_s`` is CPU seconds (all threads)."""
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class TrainEstimator(AccuracyEstimator):
         self.trainer = TrainedAccuracy(data=ctx.data, imgsz=ctx.imgsz, epochs=ctx.epochs, minutes=ctx.minutes,
                                        batch=ctx.batch, seed=ctx.seed, data_kwargs=ctx.data_kwargs,
                                        keep_weights=ctx.keep_weights, val_max_images=ctx.val_max_images,
-                                       device=ctx.device, amp=ctx.amp)
+                                       device=ctx.device, amp=ctx.amp, accuracy_backend=ctx.accuracy_backend,
+                                       backend_threads=ctx.threads or 1)
 
     @property
     def nc(self) -> int:
@@ -58,4 +60,5 @@ class TrainEstimator(AccuracyEstimator):
                 res = self.trainer(cfg, Path(out_dir), on_epoch_end)
             cost = spent()
         return Estimate(score=res.map, cost_s=cost, map=res.map, map50=res.map50, pruned=res.pruned,
-                        details={"epochs": res.epochs, "train_s": res.train_s, "stopped_by": res.stopped_by})
+                        details={"epochs": res.epochs, "train_s": res.train_s, "stopped_by": res.stopped_by,
+                                 **res.details()})
