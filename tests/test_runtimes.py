@@ -106,6 +106,25 @@ def test_int8_calibrates_on_builtin_images_and_caches_the_quantized_model(tmp_pa
     assert len(list(tmp_path.glob("*.onnx"))) == 1
 
 
+def test_int8_convolutions_run_as_int8_kernels_after_ort_optimisation(tmp_path, monkeypatch):
+    """ONNX Runtime's own graph optimiser must turn the QDQ convolutions into ``QLinearConv`` (int8 kernels);
+    S8S8 on x86 leaves them FP32 ``Conv`` between Q/DQ pairs (slower than the FP32 graph)."""
+    _needs("onnxruntime", "onnx")
+    import onnx  # optional dependency (the onnx extra)
+    import onnxruntime as ort  # optional dependency (the onnx extra)
+
+    assert onnxruntime_int8.activation_format("x86_64") == "u8s8"
+    assert onnxruntime_int8.activation_format("aarch64") == "s8s8"
+    monkeypatch.setattr(onnxruntime_int8, "CACHE_DIR", tmp_path)
+    runner = get_runner("onnxruntime-int8")
+    runner.prepare(_net(), _x())
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(runner.model_path), opts, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimised.onnx")).graph.node]
+    if onnxruntime_int8.activation_format() == "u8s8":
+        assert ops.count("QLinearConv") == 3 and "Conv" not in ops
+
 def test_rows_record_backend_precision_runtime_version_and_compile_seconds(tmp_path, monkeypatch):
     _needs("onnxruntime")
     monkeypatch.setattr(onnxruntime_int8, "CACHE_DIR", tmp_path)

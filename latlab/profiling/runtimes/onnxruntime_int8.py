@@ -1,16 +1,21 @@
 """``onnxruntime-int8``: ONNX Runtime on a static INT8 quantization of the ONNX export.
 
 ONNX Runtime's own tools (``onnxruntime.quantization.quantize_static``) write QDQ nodes (the recommended
-format) with per-channel weights, signed 8-bit activations and weights (the QDQ default), MinMax-calibrated
-on ``calibration.calibration_for`` (the built-in detection images for an image batch). The quantized file
-is cached per (FP32 export hash, calibration) in a temp folder, so a model is quantized once per machine;
-the seconds quantization took (zero on a cache hit) are the runner's ``compile_seconds``.
+format) with per-channel int8 weights, MinMax-calibrated on ``calibration.calibration_for`` (the built-in
+detection images for an image batch). Activations are unsigned on x86-64 (U8S8, the format ONNX Runtime
+recommends there) and signed elsewhere (S8S8, its default, the one ARM's kernels take): on x86-64 ORT fuses
+S8S8 QDQ convolutions into no int8 kernel, so yolov5n kept 59 FP32 ``Conv`` between 648 Q/DQ nodes after
+graph optimisation and ran 1.6-2× slower than the FP32 graph, while U8S8 gives 45 ``QLinearConv`` (stop 21,
+``benchmarks/README.md``). The quantized file is cached per (FP32 export hash, calibration, format) in a temp
+folder, so a model is quantized once per machine; the seconds quantization took (zero on a cache hit) are the
+runner's ``compile_seconds``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,6 +29,12 @@ from latlab.profiling.backends import ORTRunner, register_backend
 from latlab.profiling.runtimes.calibration import Calibration, calibration_for
 
 CACHE_DIR = Path(tempfile.gettempdir()) / "latlab-int8"
+X86 = ("x86_64", "amd64", "i386", "i686")
+
+
+def activation_format(machine: str | None = None) -> str:
+    """``u8s8`` (unsigned activations, signed weights) on x86, ``s8s8`` elsewhere: see the module docstring."""
+    return "u8s8" if (machine or platform.machine()).lower() in X86 else "s8s8"
 
 
 def _graph_inputs(path: Path) -> list[str]:
@@ -56,18 +67,25 @@ class _Reader:
 
 def quantize_onnx(path: Path, example_input: Any, cache_dir: Path | None = None) -> Path:
     """The static QDQ INT8 version of ONNX file ``path``, cached in ``cache_dir`` (default ``CACHE_DIR``)."""
-    from onnxruntime.quantization import QuantFormat, quantize_static  # optional dependency (the onnx extra)
+    from onnxruntime.quantization import (  # optional dependency (the onnx extra)
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     cache_dir = cache_dir or CACHE_DIR
     calibration = calibration_for(example_input)
-    key = hashlib.sha256(Path(path).read_bytes() + calibration.name.encode()).hexdigest()[:32]
+    fmt = activation_format()
+    key = hashlib.sha256(Path(path).read_bytes() + calibration.name.encode() + fmt.encode()).hexdigest()[:32]
     out = cache_dir / f"{key}.onnx"
     if out.is_file():
         return out
     cache_dir.mkdir(parents=True, exist_ok=True)
     reader = _Reader(_graph_inputs(path), calibration)
     tmp = out.with_name(f"{key}.{os.getpid()}.tmp.onnx")
-    quantize_static(str(path), str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True)
+    activations = QuantType.QUInt8 if fmt == "u8s8" else QuantType.QInt8
+    quantize_static(str(path), str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=activations, weight_type=QuantType.QInt8)
     os.replace(tmp, out)
     return out
 
