@@ -72,7 +72,7 @@ def main() -> None:
     protocol = {"preset": args.preset, "imgsz": args.imgsz, "epochs": args.epochs, "n_train": args.n_train,
                 "n_val": args.n_val, "batch": args.batch, "seed": args.seed, "threads": args.threads}
     (args.out / "int8_drop.json").write_text(json.dumps(protocol, indent=2))
-    shown = table[["model", "backend", "precision", "map", "map50", "drop", "drop50", "runtime"]].rename(
+    shown = table[["model", "backend", "precision", "map", "map50", "drop", "drop50", "runtime", "error"]].rename(
         columns={"map": "mAP50-95", "map50": "mAP50"})
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"written: {args.out / 'int8_drop.csv'}")

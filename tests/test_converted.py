@@ -108,6 +108,23 @@ def test_drop_table_has_a_zero_torch_row_and_the_fp32_control(data, model):
     assert "onnxruntime-int8" in installed_backends("int8") and "torch" not in installed_backends("int8")
 
 
+def test_a_backend_that_cannot_convert_the_model_is_a_row_not_a_crash(monkeypatch, data, model):
+    """ExecuTorch's XNNPACK lowering refused a trained detector's head once (``ChannelsLastTaggedReshapePass``):
+    the drop table keeps that backend as a row with NaN scores and the reason, and scores the others."""
+    real = converted.evaluate_backend
+
+    def refusing(model, dataset, backend, **kw):
+        if backend == "onnxruntime":
+            raise RuntimeError("The same constant data tensor can't be used in NHWC format\nsecond line")
+        return real(model, dataset, backend, **kw)
+
+    monkeypatch.setattr(converted, "evaluate_backend", refusing)
+    rows = conversion_drops("yolov5n", model, data, ["onnxruntime"], imgsz=IMGSZ, batch=8)
+    assert [r.backend for r in rows] == ["torch", "onnxruntime"]
+    assert rows[0].error == "" and rows[0].drop == 0
+    assert math.isnan(rows[1].map) and math.isnan(rows[1].drop)
+    assert rows[1].error == "RuntimeError: The same constant data tensor can't be used in NHWC format"
+
 def test_val_unknown_backend_and_missing_extra_are_one_line_errors(tmp_path, capsys):
     weights = tmp_path / "w.pt"  # never read: the backend is checked first
     assert main(["val", "yolov5n", "--weights", str(weights), "--backend", "nosuch", "--imgsz", "64"]) != 0

@@ -29,7 +29,7 @@ from latlab.detection.data import DetectionData, LetterboxDataset, Split, collat
 from latlab.detection.evaluate import dataset_split, evaluate, load_detector, score_predictions
 from latlab.detection.loss import find_detect
 from latlab.detection.nms import non_max_suppression
-from latlab.errors import DeviceError
+from latlab.errors import DeviceError, LatlabError
 from latlab.profiling.backends import get_backend, get_runner, list_backends
 from latlab.profiling.runtimes.calibration import calibration_for, calibration_source
 from latlab.threads import torch_threads
@@ -172,6 +172,7 @@ class ConversionDrop:
     drop: float
     drop50: float
     calibration: str | None = None
+    error: str = ""  # why the backend could not convert or run this model (its mAP fields are NaN)
 
 
 def installed_backends(precision: str | None = None) -> list[str]:
@@ -192,13 +193,22 @@ def conversion_drops(name: str, model: nn.Module, dataset: DetectionData, backen
                      imgsz: int = 160, batch: int = 1, threads: int = 1,
                      max_images: int | None = None) -> list[ConversionDrop]:
     """mAP of ``model`` under eager torch FP32 (the first row, drop 0) and each of ``backends``, with the drop
-    (torch minus backend, in mAP points of [0, 1]) per backend."""
+    (torch minus backend, in mAP points of [0, 1]) per backend. A backend that cannot convert or run the model
+    gives a row with NaN scores and its one-line ``error``, and the other backends still run."""
     rows: list[ConversionDrop] = []
-    ref: dict | None = None
+    ref = evaluate_backend(model, dataset, EAGER, imgsz=imgsz, batch=batch, threads=threads, max_images=max_images)
     for backend in (EAGER, *[b for b in backends if b != EAGER]):
-        m = evaluate_backend(model, dataset, backend, imgsz=imgsz, batch=batch, threads=threads,
-                             max_images=max_images)
-        ref = ref or m
+        try:
+            m = ref if backend == EAGER else evaluate_backend(model, dataset, backend, imgsz=imgsz, batch=batch,
+                                                              threads=threads, max_images=max_images)
+        except LatlabError:
+            raise
+        except Exception as e:  # a runtime's own converter failing on this graph is a result, not a crash
+            spec = get_backend(backend)
+            reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+            rows.append(ConversionDrop(name, backend, spec.precision, spec.runtime, math.nan, math.nan,
+                                       math.nan, math.nan, None, reason))
+            continue
         rows.append(ConversionDrop(name, backend, m["precision"], m["runtime"], float(m["map"]), float(m["map50"]),
                                    float(ref["map"] - m["map"]), float(ref["map50"] - m["map50"]),
                                    m["calibration"]))
