@@ -63,12 +63,12 @@ def main() -> None:
                         preset=args.preset, seed=args.seed)
     runs = args.runs or args.out / "runs"
     rows: list[ConversionDrop] = []
+    args.out.mkdir(parents=True, exist_ok=True)
     for name in args.models.split(","):
         model = trained(name, runs, data, imgsz=args.imgsz, epochs=args.epochs, batch=args.batch, seed=args.seed)
         rows += conversion_drops(name, model, data, backends, imgsz=args.imgsz, threads=args.threads)
-    table = pd.DataFrame([asdict(r) for r in rows])
-    args.out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out / "int8_drop.csv", index=False)
+        table = pd.DataFrame([asdict(r) for r in rows])
+        table.to_csv(args.out / "int8_drop.csv", index=False)  # after every model: a killed run keeps them
     protocol = {"preset": args.preset, "imgsz": args.imgsz, "epochs": args.epochs, "n_train": args.n_train,
                 "n_val": args.n_val, "batch": args.batch, "seed": args.seed, "threads": args.threads}
     (args.out / "int8_drop.json").write_text(json.dumps(protocol, indent=2))
