@@ -97,9 +97,13 @@ def guideline_figure(df: pd.DataFrame, verdicts: pd.DataFrame | None) -> go.Figu
                                  hovertemplate="%{x}: %{y:.3f}× baseline<extra>" + name + f" ×{w}</extra>"),
                           row=1, col=c)
         fig.add_hline(y=1.0, line_dash="dot", line_color="#555", row=1, col=c)
-    fig.update_yaxes(title_text="relative to the baseline row (1 = baseline)", row=1, col=1)
-    fig.update_layout(barmode="group", height=FIG_HEIGHT, margin={"t": 60},
-                      legend={"orientation": "h", "y": -0.2})
+    return _grouped_bars(fig, "relative to the baseline row (1 = baseline)")
+
+
+def _grouped_bars(fig: go.Figure, y_title: str) -> go.Figure:
+    """The layout every guideline bar figure shares: grouped bars, y title, legend below."""
+    fig.update_yaxes(title_text=y_title, row=1, col=1)
+    fig.update_layout(barmode="group", height=FIG_HEIGHT, margin={"t": 60}, legend={"orientation": "h", "y": -0.2})
     return fig
 
 
@@ -152,10 +156,7 @@ def backend_figure(df: pd.DataFrame, verdicts: pd.DataFrame | None) -> go.Figure
                              hovertemplate="%{x}: %{y:.3f}× baseline<extra>paper" + f" ×{w}</extra>"),
                       row=1, col=c)
         fig.add_hline(y=1.0, line_dash="dot", line_color="#555", row=1, col=c)
-    fig.update_yaxes(title_text="latency relative to the baseline row (1 = baseline)", row=1, col=1)
-    fig.update_layout(barmode="group", height=FIG_HEIGHT, margin={"t": 60},
-                      legend={"orientation": "h", "y": -0.2})
-    return fig
+    return _grouped_bars(fig, "latency relative to the baseline row (1 = baseline)")
 
 
 def _matrix_html(verdicts: pd.DataFrame) -> str:
