@@ -29,7 +29,7 @@ from latlab.profiling.backends import backend_names, get_backend
 from latlab.report.figures import COLOURS, FIG_HEIGHT, GREY
 from latlab.report.html import Page
 from latlab.runs import RESULTS_ROOT
-from latlab.search.export import _candidates, accuracy_column, trials_frame
+from latlab.search.export import accuracy_column, front_candidates, trials_frame
 from latlab.search.storage import load_search_study
 
 DIFF_THRESHOLD = 0.5
@@ -102,7 +102,7 @@ def _backend_of(study: optuna.Study) -> str:
 def _members(trials: pd.DataFrame, top_k: int | None) -> pd.DataFrame:
     if top_k is None:
         return trials[trials["pareto"].fillna(False).astype(bool)]
-    return _candidates(trials).sort_values(accuracy_column(trials), ascending=False).head(top_k)
+    return front_candidates(trials).sort_values(accuracy_column(trials), ascending=False).head(top_k)
 
 
 def load_side(study: str, storage: str | None = None, root: Path | str = RESULTS_ROOT,

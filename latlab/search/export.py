@@ -126,7 +126,7 @@ def accuracy_column(df: pd.DataFrame) -> str:
     return "map"
 
 
-def _candidates(df: pd.DataFrame, objectives: Sequence[Objective] = ()) -> pd.DataFrame:
+def front_candidates(df: pd.DataFrame, objectives: Sequence[Objective] = ()) -> pd.DataFrame:
     """Finished, scored, feasible search trials (baselines excluded) with a value for every objective."""
     acc = accuracy_column(df)
     ok = (df["state"] == "COMPLETE") & (df["baseline"] == "") & df[acc].notna() & df["latency_ms"].notna()
@@ -138,10 +138,10 @@ def _candidates(df: pd.DataFrame, objectives: Sequence[Objective] = ()) -> pd.Da
 
 
 def pareto_mask(df: pd.DataFrame, objectives: Sequence[Objective] | None = None) -> pd.Series:
-    """True for search trials on the front of :func:`_candidates` over ``objectives`` (default latency ↓,
+    """True for search trials on the front of :func:`front_candidates` over ``objectives`` (default latency ↓,
     mAP ↑); every copy of a front point is marked."""
     objs = _resolve(objectives)
-    cand = _candidates(df, objs)
+    cand = front_candidates(df, objs)
     mask = pd.Series(False, index=df.index)
     if cand.empty:
         return mask
@@ -153,7 +153,7 @@ def pareto_mask(df: pd.DataFrame, objectives: Sequence[Objective] | None = None)
 def best_trial(df: pd.DataFrame, mode: str = "constrained") -> dict[str, Any] | None:
     """The feasible search trial with the highest mAP (ties: lowest latency), as a dict, or None (no mAP in
     the study: the highest ``accuracy_score``)."""
-    cand = _candidates(df)
+    cand = front_candidates(df)
     if cand.empty:
         return None
     row = cand.sort_values([accuracy_column(df), "latency_ms"], ascending=[False, True]).iloc[0]
@@ -168,7 +168,7 @@ def beaten_by(df: pd.DataFrame, row: pd.Series, objectives: Sequence[Objective] 
     acc = accuracy_column(df)
     if not row["baseline"] or any(math.isnan(_num(row[c])) for c in (acc, "latency_ms", *cols)):
         return None
-    cand = _candidates(df, objs)
+    cand = front_candidates(df, objs)
     dirs = [o.direction for o in objs]
     mine = [float(row[c]) for c in cols]
     wins = [pareto.dominates(v, mine, dirs) for v in cand[cols].to_numpy(dtype=float)]
