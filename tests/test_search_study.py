@@ -17,7 +17,7 @@ from search_fixtures import TINY_SPACE
 from latlab.errors import ConfigError, SearchError
 from latlab.fingerprint import device_fingerprint, hardware_key
 from latlab.search.export import beaten_by, best_trial, pareto_mask, trials_frame
-from latlab.search.objectives import TimingLock, parse_latency_source
+from latlab.search.objectives import TimingLock, builtin_data_kwargs, parse_latency_source
 from latlab.search.regret import ProxyObjective, hypervolume_2d, pareto_front_2d, regret_summary
 from latlab.search.space import load_space
 from latlab.search.study import (
@@ -341,6 +341,37 @@ def test_budget_from_a_baseline_is_one_measurement(tmp_path, tiny_data):
                          accuracy="params", n_trials=2))
     study, _ = load_search_study("t", root=tmp_path / "results")
     assert study.user_attrs["latlab.latency_budget_ms"] == budget and len(study.trials) == 3
+
+
+def test_budget_scale_makes_the_budget_a_fraction_of_the_baseline(tmp_path, tiny_data):
+    """--budget-from yolov5n --budget-scale 0.8: the budget is 0.8 × the one measurement of yolov5n, so that
+    baseline (judged by that measurement) is infeasible, and the stored measurement is the unscaled one."""
+    run_search(_settings(tmp_path, tiny_data, latency_budget_ms=None, budget_from="yolov5n", budget_scale=0.8,
+                         baselines=("yolov5n",), accuracy="params", n_trials=1))
+    study, _ = load_search_study("t", root=tmp_path / "results")
+    measured = study.user_attrs["latlab.budget_measurement"]["yolov5n"]["latency_ms"]
+    assert study.user_attrs["latlab.latency_budget_ms"] == pytest.approx(0.8 * measured, rel=1e-12)
+    base = next(t for t in study.trials if t.user_attrs.get("baseline") == "yolov5n")
+    assert base.user_attrs["latency_ms"] == measured and base.user_attrs["feasible"] is False
+
+
+def test_budget_scale_needs_budget_from_and_a_positive_value():
+    with pytest.raises(SearchError, match="give --budget-from too"):
+        SearchSettings(budget_scale=0.8, latency_budget_ms=3.0).check()
+    with pytest.raises(SearchError, match="positive fraction"):
+        SearchSettings(budget_from="yolov5n", baselines=("yolov5n",), budget_scale=0.0).check()
+
+
+def test_builtin_data_options_are_checked():
+    assert builtin_data_kwargs("builtin", preset="shapes4-easy", n_train=10) == {"preset": "shapes4-easy",
+                                                                                "n_train": 10}
+    assert builtin_data_kwargs("data.yaml") == {}
+    with pytest.raises(SearchError, match="--n-val: only for the built-in data"):
+        builtin_data_kwargs("data.yaml", n_val=5)
+    with pytest.raises(SearchError, match="--preset 'hard'"):
+        builtin_data_kwargs("builtin", preset="hard")
+    with pytest.raises(SearchError, match="--n-train 0"):
+        builtin_data_kwargs("builtin", n_train=0)
 
 
 def test_budget_from_must_name_a_baseline():

@@ -1,4 +1,4 @@
-"""``latlab search run|show|export|dashboard``: latency-aware architecture search over a YAML search space."""
+"""``latlab search run|show|export|confirm|dashboard``: latency-aware architecture search over a YAML search space."""
 
 from __future__ import annotations
 
@@ -14,12 +14,16 @@ from rich.table import Table
 
 from latlab.commands.detection import AMP_HELP
 from latlab.commands.options import BACKEND_OPT, backend_help, device_option
+from latlab.detection.synthetic import PRESETS
 from latlab.runs import RESULTS_ROOT
+from latlab.search.confirm import confirm_winner, winner_and_baseline
 from latlab.search.dashboard import DEFAULT_HOST, DEFAULT_PORT, serve_dashboard
 from latlab.search.estimators import list_estimators
 from latlab.search.export import export_study, trials_frame
 from latlab.search.objective_registry import DEFAULT_OBJECTIVES, OBJECTIVES
+from latlab.search.objectives import builtin_data_kwargs
 from latlab.search.records import TrialRecord
+from latlab.search.reference import parse_shard
 from latlab.search.settings import DEFAULT_BASELINES, SearchSettings, parse_latency_budget
 from latlab.search.storage import load_search_study
 from latlab.search.workers import run_workers
@@ -71,6 +75,9 @@ def run(
         None, "--budget-from",
         help="Budget = this baseline's latency, measured once by the search (the baseline is judged by that "
              "same measurement)."),
+    budget_scale: float = typer.Option(
+        1.0, "--budget-scale", help="With --budget-from: the budget is this fraction of the baseline's latency "
+                                    "(0.8: at least 20 % faster than it)."),
     trials: int = typer.Option(None, "--trials", help="Search trials to finish (baselines not counted)."),
     hours: float = typer.Option(None, "--hours", help="Stop starting trials after this many hours."),
     space: Path = typer.Option(None, "--space", help="Search space YAML (default: the shipped space)."),
@@ -100,6 +107,9 @@ def run(
                                 help="Threads for latency measurement (recorded); also each CPU worker's training "
                                      "threads when --workers > 1."),
     data: str = typer.Option("builtin", "--data", help="'builtin' or a YOLO data YAML / VOC folder."),
+    preset: str = typer.Option(None, "--preset", help=f"Built-in data: generator preset ({', '.join(PRESETS)})."),
+    n_train: int = typer.Option(None, "--n-train", help="Built-in data: training images."),
+    n_val: int = typer.Option(None, "--n-val", help="Built-in data: validation images."),
     pruner: str = typer.Option("median", "--pruner", help="median, halving or none (constrained mode)."),
     baselines: str = typer.Option(",".join(DEFAULT_BASELINES), "--baselines",
                                   help="Comma-separated zoo detectors evaluated as baseline trials ('' for none)."),
@@ -120,7 +130,8 @@ def run(
         backend=backend, accuracy_backend=accuracy_backend, latency=latency, sampler=sampler, seed=seed, resume=resume, threads=threads, data=data,
         pruner=pruner,
         baselines=tuple(b for b in (x.strip() for x in baselines.split(",")) if b), batch=batch,
-        accuracy=accuracy, budget_from=budget_from, train_device=train_device, amp=amp, workers=workers)
+        accuracy=accuracy, budget_from=budget_from, budget_scale=budget_scale,
+        data_kwargs=builtin_data_kwargs(data, preset=preset, n_train=n_train, n_val=n_val), train_device=train_device, amp=amp, workers=workers)
     extra = [o for o in objective if o not in (*DEFAULT_OBJECTIVES, "accuracy_score")]
     if extra:
         base = settings.default_objectives()  # ("latency_ms", the estimator's objective)
@@ -176,6 +187,36 @@ def export(
     console.print(f"exported {meta['n_trials']} trials ({len(meta['pareto_trials'])} on the Pareto front) to {path}")
 
 
+def confirm(
+    study: str = typer.Argument(..., help="Study name."),
+    against: str = typer.Option("yolov5s-shufflenetv2", "--against", help="Baseline detector (zoo name)."),
+    storage: str = typer.Option(None, "--storage", help="Journal file path or RDB URL."),
+    trial: int = typer.Option(None, "--trial", help="Trial to confirm (default: the best feasible one)."),
+    reference: Path = typer.Option(
+        None, "--reference", help="Reference results CSV whose protocol (sidecar) retrains both (default: the "
+                                  "newest shipped one trained on the study's data)."),
+    latency_scale: float = typer.Option(0.8, "--latency-scale", help="Winner / baseline latency must be ≤ this."),
+    margin_sd: float = typer.Option(2.0, "--margin-sd", help="Winner's mAP must beat the baseline's by this many "
+                                                             "seed-to-seed sd."),
+    rounds: int = typer.Option(40, "--rounds", help="Interleaved latency rounds."),
+    shard: str = typer.Option("0/1", help="i/k: this process trains pairs whose index % k == i."),
+    out: Path = typer.Option(None, "--out", help="Folder (default results/search/<study>/confirm-<trial>-<against>; "
+                                                 "rerun to continue a killed run)."),
+) -> None:
+    """Retrain the study's winner and a baseline with the reference protocol (two seeds), time both interleaved,
+    and say whether the winner dominates: latency ≤ scale × the baseline's, mAP ≥ baseline + margin × seed sd."""
+    row, _, _ = winner_and_baseline(study, against, storage=storage, results_root=RESULTS_ROOT, trial=trial)
+    folder = out or RESULTS_ROOT / "search" / study / f"confirm-{row['trial']}-{against}"
+    result = confirm_winner(study, against, folder, storage=storage, results_root=RESULTS_ROOT, trial=row["trial"],
+                            reference=reference, latency_scale=latency_scale, margin_sd=margin_sd, rounds=rounds,
+                            shard=parse_shard(shard), progress=lambda m: console.print(escape(m), highlight=False))
+    if result is None:
+        console.print(f"{folder}: trainings left for other shards; rerun when they finish")
+        return
+    console.print(escape(result.text()), highlight=False)
+    console.print(f"written to {folder}/confirmation.json")
+
+
 def dashboard(
     study: str = typer.Argument(..., help="Study name."),
     storage: str = typer.Option(None, "--storage", help="Journal file path or RDB URL."),
@@ -198,5 +239,6 @@ def register(app: typer.Typer) -> None:
     search_app.command("run")(run)
     search_app.command("show")(show)
     search_app.command("export")(export)
+    search_app.command("confirm")(confirm)
     search_app.command("dashboard")(dashboard)
     app.add_typer(search_app, name="search")

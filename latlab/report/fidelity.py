@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from latlab.detection.synthetic import DEFAULT_PRESET
 from latlab.report.figures import COLOURS, FIG_HEIGHT, add_run_header
 from latlab.report.html import Page
 from latlab.report.loaders import Run
 from latlab.search.fidelity import CEILING, RankFidelity, ci_text, lookup, seed_columns
+from latlab.search.reference import data_identity
 
 FIDELITY_DIR = Path(__file__).resolve().parent.parent / "configs" / "fidelity"
 DEFAULT_ESTIMATOR = "train"
@@ -137,12 +137,6 @@ def shipped_table(space_hash: str | None, folder: Path | None = None, choices_ha
                 continue
     same_data = [m for m in matches if data is not None and data_identity(m[1].get("protocol") or {}) == data]
     return (same_data or matches or [None])[0]
-
-
-def data_identity(settings: dict[str, Any]) -> tuple[str, str, Any]:
-    """(data, preset, imgsz) of a reference protocol or of a study's training budget."""
-    preset = settings.get("preset") or (settings.get("data_kwargs") or {}).get("preset") or DEFAULT_PRESET
-    return str(settings.get("data", "builtin")), str(preset), settings.get("imgsz")
 
 
 def estimator_of(meta: dict[str, Any], trials: pd.DataFrame | None = None) -> str:

@@ -32,7 +32,7 @@ def _study_attrs(s: SearchSettings, space: SearchSpace, latency_source: str, fp:
         "latency_kind": "lut" if latency_source.startswith("lut:") else "measured",
         "hardware_key": hw, "fingerprint": fp, "space_hash": space.space_hash, "choices_hash": space.choices_hash, "space": space.raw,
         "space_name": space.name, "latency_budget_ms": s.latency_budget_ms, "budget_from": s.budget_from,
-        "nc": space.nc,
+        "budget_scale": s.budget_scale, "nc": space.nc,
         "train_budget": budget, "baselines": list(s.baselines), "estimator": s.estimator,
         "threads": s.threads, "device": s.device, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "param_encoding": ORDINAL, "objectives": list(s.study_objectives), "backend": s.backend,
@@ -45,7 +45,7 @@ def _study_attrs(s: SearchSettings, space: SearchSpace, latency_source: str, fp:
 _MUST_MATCH: dict[str, Any] = {k: None for k in ("mode", "imgsz", "latency_kind", "latency_source", "space_hash",
                                                  "latency_budget_ms", "nc", "train_budget", "estimator")}
 _MUST_MATCH.update(objectives=list(DEFAULT_OBJECTIVES), backend="torch", accuracy_estimator=DEFAULT_ACCURACY,
-                   budget_from=None)
+                   budget_from=None, budget_scale=1.0)
 
 
 def _check_join(name: str, existing: dict[str, Any], mine: dict[str, Any], location: str) -> None:

@@ -35,6 +35,7 @@ from torch import nn
 from latlab.detection.converted import EAGER, evaluate_backend
 from latlab.detection.data import DetectionData, load_dataset
 from latlab.detection.device import parse_device
+from latlab.detection.synthetic import PRESETS
 from latlab.detection.train import train
 from latlab.errors import SearchError
 from latlab.inputs import example_input
@@ -216,6 +217,23 @@ class AccuracyResult:
 EpochHook = Callable[[int, dict[str, Any]], bool]
 
 _DATASETS: dict[tuple[str, str, int], DetectionData] = {}
+
+
+def builtin_data_kwargs(data: str | Path, preset: str | None = None, n_train: int | None = None,
+                        n_val: int | None = None) -> dict[str, Any]:
+    """The built-in data's options (``search run --preset/--n-train/--n-val``) as :func:`search_dataset`'s
+    ``data_kwargs``; an unknown preset, a count below 1, or any of them with a user's dataset is a
+    ``SearchError`` naming the option."""
+    given = {k: v for k, v in (("preset", preset), ("n_train", n_train), ("n_val", n_val)) if v is not None}
+    if given and str(data) != "builtin":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise SearchError(f"{flags}: only for the built-in data (--data builtin), not --data {data}")
+    for k in ("n_train", "n_val"):
+        if k in given and given[k] < 1:
+            raise SearchError(f"--{k.replace('_', '-')} {given[k]}: expected at least 1 image")
+    if preset is not None and preset not in PRESETS:
+        raise SearchError(f"--preset {preset!r}: expected one of {', '.join(sorted(PRESETS))}")
+    return given
 
 
 def search_dataset(data: str | Path, data_kwargs: dict[str, Any] | None = None, imgsz: int = 160

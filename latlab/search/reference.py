@@ -38,7 +38,7 @@ import yaml
 from torch import nn
 
 from latlab.appendfile import append_line, repair_tail
-from latlab.detection.synthetic import get_preset
+from latlab.detection.synthetic import DEFAULT_PRESET, get_preset
 from latlab.detection.train import train
 from latlab.errors import ConfigError
 from latlab.ops.builder import build_model, load_config
@@ -246,6 +246,24 @@ class ReferenceProtocol:
 
 
 Trainer = Callable[[dict[str, Any], int, ReferenceProtocol], Mapping[str, Any]]
+
+
+def data_identity(settings: Mapping[str, Any]) -> tuple[str, str, Any]:
+    """(data, preset, imgsz) of a reference protocol or of a study's training budget: two of them rank
+    architectures on the same data when these agree."""
+    preset = settings.get("preset") or (settings.get("data_kwargs") or {}).get("preset") or DEFAULT_PRESET
+    return str(settings.get("data", "builtin")), str(preset), settings.get("imgsz")
+
+
+def matching_reference(settings: Mapping[str, Any], folder: Path = FIDELITY_DIR) -> Path | None:
+    """The newest shipped reference results (``reference_v*.csv``) whose protocol trains on the same data as
+    ``settings`` (a study's training budget), or None."""
+    want = data_identity(settings)
+    for p in sorted(folder.glob("reference_v*.csv"), key=lambda q: q.stem, reverse=True):
+        proto = read_protocol(p)
+        if proto is not None and data_identity(proto.to_dict()) == want:
+            return p
+    return None
 
 
 def train_one(cfg: dict[str, Any], seed: int, protocol: ReferenceProtocol) -> dict[str, Any]:

@@ -168,7 +168,7 @@ def run_search(settings: SearchSettings, *, on_trial: Callable[[TrialRecord], No
 
 def _budget_from_baseline(s: SearchSettings, info: StorageInfo, latency: Callable[..., LatencyEstimate],
                           nc: int) -> tuple[SearchSettings, dict[str, dict[str, Any]]]:
-    """``--budget-from NAME``: the budget is baseline NAME's latency, measured once here (or read from the
+    """``--budget-from NAME``: the budget is baseline NAME's latency (× ``budget_scale``), measured once here (or read from the
     study this run joins); the returned attrs are reused for that baseline's trial, so the model that defines
     the budget is judged by the very measurement the budget came from."""
     existing = _load_existing(s.study_name, info)
@@ -178,7 +178,7 @@ def _budget_from_baseline(s: SearchSettings, info: StorageInfo, latency: Callabl
     assert name is not None
     cfg = baseline_cfg(name, nc)
     measured = latency(build_model(cfg, nc=nc), cfg).attrs()
-    return replace(s, latency_budget_ms=float(measured["latency_ms"])), {name: measured}
+    return replace(s, latency_budget_ms=float(measured["latency_ms"]) * s.budget_scale), {name: measured}
 
 
 def _adopt_budget(s: SearchSettings, stored: dict[str, Any]) -> tuple[SearchSettings, dict[str, dict[str, Any]]]:

@@ -54,7 +54,9 @@ class SearchSettings:
     ``accuracy`` names the accuracy estimator (:mod:`latlab.search.estimators`, ``NAME`` or ``NAME:ARG``);
     ``objectives=None`` means ``("latency_ms", <the estimator's objective>)``: ``map`` for ``train``.
     ``budget_from`` names a baseline whose latency, measured once by the search itself, is the budget: that
-    baseline is judged by the same measurement, so it is feasible by construction.
+    baseline is judged by the same measurement, so it is feasible by construction; ``budget_scale`` (e.g. 0.8)
+    makes the budget that fraction of it ("find a model at least 20 % faster than the seed"), and then the
+    baseline is judged infeasible by that same measurement.
 
     ``device``/``backend`` are where latency is measured; ``accuracy_backend`` what a trained candidate's mAP
     is scored through (eager ``torch`` FP32, or e.g. ``onnxruntime-int8``: the FP32 mAP is kept beside it);
@@ -94,6 +96,7 @@ class SearchSettings:
     accuracy_backend: str = "torch"
     accuracy: str = "train"
     budget_from: str | None = None
+    budget_scale: float = 1.0
     train_device: str = "cpu"
     amp: str = "auto"
     workers: int | None = None
@@ -112,6 +115,10 @@ class SearchSettings:
         if self.budget_from is not None and self.budget_from not in self.baselines:
             raise SearchError(f"--budget-from {self.budget_from!r} must be one of the baselines "
                               f"({', '.join(self.baselines) or 'none given'})")
+        if not (self.budget_scale > 0 and math.isfinite(self.budget_scale)):
+            raise SearchError(f"--budget-scale {self.budget_scale}: expected a positive fraction, e.g. 0.8")
+        if self.budget_scale != 1.0 and self.budget_from is None:
+            raise SearchError("--budget-scale scales the --budget-from baseline's latency; give --budget-from too")
         if self.mode == "constrained" and self.latency_budget_ms is None and self.budget_from is None:
             raise SearchError("--mode constrained needs --latency-budget (e.g. 12ms) or --budget-from BASELINE")
         if self.latency_budget_ms is not None and not self.latency_budget_ms > 0:
