@@ -406,3 +406,10 @@ def test_profile_run_with_several_models_and_one_layer_breakdown(tmp_path: Path)
     assert "Spearman ρ = 1.00 (n = 4)" in titles[0] and "Spearman ρ = -1.00 (n = 4)" in titles[1]
     assert _points(page, "fig-b-64-layer-scatter") == {"layers (madds)": [5], "layers (mac_bytes)": [5]}
     assert _points(page, "fig-b-64-layers")["latency (p10)"] == [5]
+
+
+def test_budget_text_names_its_source() -> None:
+    assert search_page.budget_text({}, 12.0) == "12 ms"
+    assert search_page.budget_text({"budget_from": "seed", "budget_scale": 1.0}, 25.41) == "25.4 ms (seed's measured latency)"
+    assert search_page.budget_text({"budget_from": "seed", "budget_scale": 0.8}, 20.33) == \
+        "20.3 ms (0.8 × seed's measured latency)"

@@ -128,6 +128,16 @@ def budget_of(meta: dict[str, Any]) -> float | None:
     return None
 
 
+def budget_text(meta: dict[str, Any], budget: float) -> str:
+    """The budget, and where it came from when a baseline's measured latency set it (``--budget-from``)."""
+    source = meta.get("budget_from")
+    if not source:
+        return f"{budget:g} ms"
+    scale = float(meta.get("budget_scale") or 1.0)
+    return (f"{budget:.3g} ms ({scale:g} × {source}'s measured latency)" if scale != 1.0
+            else f"{budget:.3g} ms ({source}'s measured latency)")
+
+
 def _bool(series: pd.Series) -> pd.Series:
     def conv(v: Any) -> bool:
         if isinstance(v, str):
@@ -462,7 +472,7 @@ def build(page: Page, runs: list[Run]) -> None:
         key = str(run.meta.get("study") or run.path.name)
         page.heading(f"Search study {key} · {run.path.name}")
         budget = budget_of(run.meta)
-        add_run_header(page, run, extras={"latency budget": f"{budget:g} ms"} if budget else None)
+        add_run_header(page, run, extras={"latency budget": budget_text(run.meta, budget)} if budget else None)
         if found is None:
             page.note(f"{run.path} has no trials table (a CSV with columns trial, state, ...).", warn=True)
             continue

@@ -214,6 +214,7 @@ def export_study(study: optuna.Study, out_dir: Path | str | None = None, *, stor
                       study_hardware_key=attrs.get("latlab.hardware_key"),
                       latency_source=attrs.get("latlab.latency_source"), imgsz=attrs.get("latlab.imgsz"),
                       latency_budget_ms=attrs.get("latlab.latency_budget_ms"),
+                      budget_from=attrs.get("latlab.budget_from"), budget_scale=attrs.get("latlab.budget_scale", 1.0),
                       train_budget=attrs.get("latlab.train_budget"),
                       train_devices=attrs.get("latlab.train_devices", ["cpu"]),
                       accuracy_estimator=attrs.get("latlab.accuracy_estimator",
