@@ -267,3 +267,42 @@ def test_choices_hash_ignores_the_class_count():
     a, b = load_space(None), load_space(None)
     b.nc = 4
     assert a.space_hash != b.space_hash and a.choices_hash == b.choices_hash
+
+
+class ToyTrainEstimator(AccuracyEstimator):
+    """A 'training' estimator whose ranking flips with its budget: wrong at 1 epoch, right at 2."""
+
+    spec: ClassVar[EstimatorSpec] = EstimatorSpec("toy-train", "training", "test: budget-dependent score")
+
+    def estimate(self, cfg: dict[str, Any], model: Any = None, *, out_dir: Path | None = None,
+                 on_epoch_end: Any = None) -> Estimate:
+        sign = 1.0 if self.ctx.epochs == 2 else -1.0
+        return Estimate(score=sign * REF_MAP[arch_hash(cfg)], cost_s=float(self.ctx.epochs))
+
+
+def test_extra_train_budgets_get_their_own_rows(files, tmp_path):
+    """--also-train-epochs 2: the training estimator is scored at 1 epoch (row 'toy-train', τ −1 by
+    construction) and at 2 (row 'toy-train@2ep', τ 1); proxies are not repeated; the search page reads the row
+    of a study's own budget and says so."""
+    register_estimator(ToyTrainEstimator)
+    try:
+        res = run_fidelity(["toy-train", "toy-fid"], reference_set=files["set"], reference_results=files["results"],
+                           train_epochs=1, extra_train_epochs=[2], out_dir=tmp_path / "run", n_boot=100)
+    finally:
+        unregister_estimator("toy-train")
+    t = res.table.set_index("estimator")
+    assert t.loc["toy-train", "kendall_tau"] == pytest.approx(-1.0)
+    assert t.loc["toy-train@2ep", "kendall_tau"] == pytest.approx(1.0)
+    assert t.loc["toy-train@2ep", "cost_s_per_candidate"] == pytest.approx(2.0)
+    assert "toy-fid@2ep" not in t.index and res.meta["extra_train_epochs"] == [2]
+    publish(res.path, tmp_path / "pub" / "fidelity_v1.csv")
+    meta = {"space_hash": files["space_hash"], "accuracy_estimator": "toy-train"}
+    two = report_fidelity.trust_text(meta | {"train_budget": {"epochs": 2, "imgsz": 64}}, folder=tmp_path / "pub")[0]
+    one = report_fidelity.trust_text(meta | {"train_budget": {"epochs": 1, "imgsz": 64}}, folder=tmp_path / "pub")[0]
+    assert "toy-train (2 epochs per candidate)" in two and "τ = 1.00" in two
+    assert "τ = -1.00" in one and "epochs per candidate" not in one
+
+
+def test_also_train_epochs_rejects_bad_text(capsys):
+    assert main(["fidelity", "run", "--also-train-epochs", "8,x"]) != 0
+    assert "expected positive whole numbers" in capsys.readouterr().err

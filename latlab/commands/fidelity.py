@@ -103,6 +103,18 @@ def reference(
         _say(data_separation(table).text())
 
 
+def _epochs_list(text: str | None) -> list[int]:
+    """``"8,16"`` → [8, 16]; anything but positive integers is a one-line error."""
+    out = []
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        if not part.strip().isdigit() or int(part) < 1:
+            raise ConfigError(f"--also-train-epochs {text!r}: expected positive whole numbers, e.g. 8 or 8,16")
+        out.append(int(part))
+    return out
+
+
 def _fmt(v: object, digits: int = 2) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)) or v is pd.NA:
         return "–"
@@ -119,6 +131,9 @@ def run(
     n_boot: int = typer.Option(N_BOOT, help="Bootstrap resamples of each CI."),
     train_epochs: int = typer.Option(None, min=1, help="Epochs of estimators that train (default: the "
                                      "reference's epochs / 4)."),
+    also_train_epochs: str = typer.Option(
+        None, "--also-train-epochs", help="More budgets for the estimators that train, comma-separated (e.g. 8): "
+                                          "one more row each, named NAME@<E>ep."),
     cache: Path = typer.Option(DEFAULT_CACHE, help="Estimates already made with "
                                "the same context are reused from (and new ones appended to) this CSV."),
     publish_to: Path = typer.Option(None, "--publish", help="Also copy the table (+ .json sidecar) here, e.g. "
@@ -128,6 +143,7 @@ def run(
     names = [s.strip() for s in estimators.split(",") if s.strip()] if estimators else None
     res = run_fidelity(names, reference_set=set_path, reference_results=reference_results, out_dir=out,
                        n_boot=n_boot, train_epochs=train_epochs, progress=_say,
+                       extra_train_epochs=_epochs_list(also_train_epochs),
                        cache=cache)
     t = Table(box=box.SIMPLE_HEAD, title=f"rank fidelity on {res.meta['n_archs']} reference architectures "
               f"(95 % bootstrap CIs)", title_justify="left")

@@ -163,7 +163,11 @@ def trust_text(meta: dict[str, Any], trials: pd.DataFrame | None = None, folder:
                 f"(space {meta.get('space_name') or meta.get('space_hash') or 'unknown'}; `latlab fidelity run` "
                 "measures it), so the front's accuracy order is unverified."), False
     table, side, path = found
-    fid = lookup(table, name) or lookup(table, name.partition(":")[0])
+    epochs = budget.get("epochs")
+    fid = lookup(table, f"{name}@{epochs}ep") if epochs else None
+    if fid is not None:  # the table has a row for this study's own training budget
+        name = f"{name} ({epochs} epochs per candidate)"
+    fid = fid or lookup(table, name) or lookup(table, name.partition(":")[0])
     if fid is None:
         return (f"Accuracy estimator: {name}. Its rank fidelity is not measured yet for this space "
                 f"({path.name} has no row for it)."), False

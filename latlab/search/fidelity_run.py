@@ -19,7 +19,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,13 @@ from latlab.appendfile import append_line, repair_tail
 from latlab.errors import ConfigError
 from latlab.ops.builder import build_model
 from latlab.runs import RESULTS_ROOT, RunWriter, new_run_dir
-from latlab.search.estimators import EstimatorContext, list_estimators, make_estimator
+from latlab.search.estimators import (
+    EstimatorContext,
+    get_estimator_class,
+    list_estimators,
+    make_estimator,
+    parse_estimator,
+)
 from latlab.search.estimators.base import cpu_clock
 from latlab.search.fidelity import N_BOOT, fidelity_table, noise_ceiling, seed_columns
 from latlab.search.objectives import count_candidate
@@ -160,13 +166,17 @@ class FidelityRun:
 
 def run_fidelity(estimators: Sequence[str] | None = None, *, reference_set: Path | str = DEFAULT_SET,
                  reference_results: Path | str = DEFAULT_RESULTS, ctx: EstimatorContext | None = None,
-                 train_epochs: int | None = None,
+                 train_epochs: int | None = None, extra_train_epochs: Sequence[int] = (),
                  out_dir: Path | str | None = None, results_root: Path | str | None = None, save: bool = True,
                  baselines: bool = True, n_boot: int = N_BOOT, progress: Progress | None = None,
                  cache: Path | str | None = None) -> FidelityRun:
     """Score the trained part of the reference set with ``estimators`` (default :func:`default_estimators`),
     compute the fidelity table and (``save``) write the run folder ``out_dir`` or
-    ``<results_root>/fidelity/<time>/``. ``cache``: see :func:`collect_estimates`."""
+    ``<results_root>/fidelity/<time>/``. ``cache``: see :func:`collect_estimates`.
+
+    ``extra_train_epochs``: the estimators that train are also scored at these budgets, each as its own row
+    named ``NAME@<E>ep`` (how fidelity grows with the per-candidate budget; the search page reads the row of a
+    study's own budget when there is one)."""
     ref = load_reference_set(reference_set)
     reference = reference_table(reference_results)
     known = {a.arch_hash for a in ref.archs}
@@ -181,6 +191,11 @@ def run_fidelity(estimators: Sequence[str] | None = None, *, reference_set: Path
     ctx = ctx or context_for(protocol, ref, train_epochs)
     names = list(estimators) if estimators is not None else default_estimators()
     est = collect_estimates(archs, names, ctx, baselines=baselines, progress=progress, cache=cache)
+    trainers = [n for n in names if get_estimator_class(parse_estimator(n)[0]).spec.kind == "training"]
+    for epochs in (e for e in extra_train_epochs if e != ctx.epochs):
+        more = collect_estimates(archs, trainers, replace(ctx, epochs=epochs), baselines=False, progress=progress,
+                                 cache=cache)
+        est = pd.concat([est, more.assign(estimator=more["estimator"] + f"@{epochs}ep")], ignore_index=True)
     est["map_mean"] = est["name"].map(reference.set_index("name")["map_mean"])
     table = fidelity_table(reference, est, n_boot=n_boot)
     sep = data_separation(reference)
@@ -188,7 +203,7 @@ def run_fidelity(estimators: Sequence[str] | None = None, *, reference_set: Path
         "reference_set": str(reference_set), "reference_results": str(reference_results),
         "space": ref.header.get("space"), "space_hash": ref.header.get("space_hash"),
         "choices_hash": ref.header.get("choices_hash"),
-        "protocol": protocol.to_dict(), "estimators": names, "baselines": list(BASELINES) if baselines else [],
+        "protocol": protocol.to_dict(), "estimators": names, "extra_train_epochs": list(extra_train_epochs), "baselines": list(BASELINES) if baselines else [],
         "n_archs": len(archs), "n_boot": n_boot, "separation": asdict(sep),
         "estimator_context": {k: v for k, v in asdict(ctx).items() if k != "data"} | {"data": str(ctx.data)},
     }
