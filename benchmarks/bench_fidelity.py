@@ -4,13 +4,14 @@ trust", item 1).
 Run as a script::
 
     python benchmarks/bench_fidelity.py [--estimators synflow,naswot,...] [--reference FILE] [--set FILE]
-                                        [--out DIR] [--publish latlab/configs/fidelity/fidelity_v1.csv]
+                                        [--out DIR] [--also-train-epochs 8]
+                                        [--publish latlab/configs/fidelity/fidelity_v2.csv]
 
 It calls :func:`latlab.search.fidelity_run.run_fidelity` (what ``latlab fidelity run`` calls), prints the
 table (Kendall τ and Spearman ρ with 95 % bootstrap CIs, CPU seconds per candidate, beats #params), the noise
 ceiling and the data-separation numbers (spread of reference mAP vs seed-to-seed sd), and writes the run
 folder. The reference trainings themselves come from ``latlab fidelity reference`` (resumable; shipped in
-``latlab/configs/fidelity/reference_v1.csv`` once run).
+``latlab/configs/fidelity/reference_v1.csv`` and ``reference_v2.csv``, the default).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from latlab.search.fidelity_run import publish, run_fidelity
+from latlab.search.fidelity_run import DEFAULT_CACHE, publish, run_fidelity
 from latlab.search.reference import DEFAULT_RESULTS, DEFAULT_SET
 
 
@@ -31,11 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", type=Path, default=DEFAULT_SET, help="reference set YAML")
     ap.add_argument("--out", type=Path, default=None, help="run folder (default results/fidelity/<time>/)")
     ap.add_argument("--n-boot", type=int, default=2000)
+    ap.add_argument("--also-train-epochs", default="", help="more budgets for the estimators that train, e.g. 8")
     ap.add_argument("--publish", type=Path, default=None, help="copy the table here (+ .json sidecar)")
     args = ap.parse_args(argv)
     names = [s.strip() for s in args.estimators.split(",") if s.strip()] if args.estimators else None
     res = run_fidelity(names, reference_set=args.set, reference_results=args.reference, out_dir=args.out,
-                       n_boot=args.n_boot, progress=print)
+                       n_boot=args.n_boot, progress=print, cache=DEFAULT_CACHE,
+                       extra_train_epochs=[int(e) for e in args.also_train_epochs.split(",") if e.strip()])
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(res.table.round(3).to_string(index=False))
     print(res.separation.text())
