@@ -287,7 +287,7 @@ def trials_figure(run: Run, df: pd.DataFrame, cols: SearchColumns, budget: float
     done = df["state"] == COMPLETE
     base = df["is_baseline"]
     feasible = df[done & df["feasible"] & ~base & lat_ok & df[cols.accuracy].notna()]
-    infeasible = df[done & ~df["feasible"] & ~base & lat_ok & df[cols.accuracy].notna()]
+    infeasible = df[done & ~df["feasible"] & ~base & lat_ok]  # over budget: usually never trained
     pruned = df[(df["state"] == PRUNED) & ~base & lat_ok]
     front = pareto_trials(df, cols)
     if len(front) and not cols.extra:
@@ -302,7 +302,9 @@ def trials_figure(run: Run, df: pd.DataFrame, cols: SearchColumns, budget: float
     fig.add_trace(_scatter(feasible, cols, run, name="feasible trials", color=COLOURS[0], size=9,
                            opacity=0.85))
     if len(infeasible):
-        fig.add_trace(_scatter(infeasible, cols, run, name="infeasible (over budget)", color=GREY, size=8,
+        untrained = infeasible[cols.accuracy].isna().any()
+        fig.add_trace(_scatter(infeasible, cols, run, y=infeasible[cols.accuracy].fillna(0.0), color=GREY, size=8,
+                               name="infeasible (over budget" + (", not trained → drawn at 0)" if untrained else ")"),
                                symbol="circle-open"))
     if len(pruned):
         y = pruned[cols.accuracy].fillna(0.0)

@@ -52,6 +52,7 @@ from latlab.search.reference import (
     read_protocol,
     reference_table,
 )
+from latlab.search.space import load_space
 
 BASELINES = ("params", "madds", "mac_bytes")
 DEFAULT_PUBLISHED = FIDELITY_DIR / "fidelity_v1.csv"
@@ -152,6 +153,15 @@ def collect_estimates(archs: Sequence[ReferenceArch], estimators: Sequence[str],
     return pd.DataFrame(rows, columns=ESTIMATE_COLUMNS)
 
 
+def set_choices_hash(ref: ReferenceSet) -> str | None:
+    """The set's choices hash (what the search page matches a study with another class count by); a set written
+    before sets recorded it gets the shipped space's when its space hash is that space's."""
+    if ref.header.get("choices_hash"):
+        return str(ref.header["choices_hash"])
+    shipped = load_space(None)
+    return shipped.choices_hash if shipped.space_hash == ref.header.get("space_hash") else None
+
+
 @dataclass
 class FidelityRun:
     """What :func:`run_fidelity` produced (and where it wrote it)."""
@@ -202,7 +212,7 @@ def run_fidelity(estimators: Sequence[str] | None = None, *, reference_set: Path
     meta: dict[str, Any] = {
         "reference_set": str(reference_set), "reference_results": str(reference_results),
         "space": ref.header.get("space"), "space_hash": ref.header.get("space_hash"),
-        "choices_hash": ref.header.get("choices_hash"),
+        "choices_hash": set_choices_hash(ref),
         "protocol": protocol.to_dict(), "estimators": names, "extra_train_epochs": list(extra_train_epochs), "baselines": list(BASELINES) if baselines else [],
         "n_archs": len(archs), "n_boot": n_boot, "separation": asdict(sep),
         "estimator_context": {k: v for k, v in asdict(ctx).items() if k != "data"} | {"data": str(ctx.data)},
@@ -231,5 +241,7 @@ def publish(run_dir: Path | str, dest: Path | str = DEFAULT_PUBLISHED) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src / "fidelity.csv", out)
     side = {k: meta[k] for k in PUBLISHED_META_KEYS if k in meta} | {"source_run": src.name}
+    if "reference_set" in side:  # a file name, not this machine's path: the table ships with the package
+        side["reference_set"] = Path(str(side["reference_set"])).name
     out.with_suffix(".json").write_text(json.dumps(side, indent=2, default=str) + "\n")
     return out
