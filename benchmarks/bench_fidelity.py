@@ -23,6 +23,7 @@ import pandas as pd
 
 from latlab.search.fidelity_run import DEFAULT_CACHE, publish, run_fidelity
 from latlab.search.reference import DEFAULT_RESULTS, DEFAULT_SET
+from latlab.validate import positive_int_list
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [s.strip() for s in args.estimators.split(",") if s.strip()] if args.estimators else None
     res = run_fidelity(names, reference_set=args.set, reference_results=args.reference, out_dir=args.out,
                        n_boot=args.n_boot, progress=print, cache=DEFAULT_CACHE,
-                       extra_train_epochs=[int(e) for e in args.also_train_epochs.split(",") if e.strip()])
+                       extra_train_epochs=positive_int_list(args.also_train_epochs, "--also-train-epochs",
+                                                            item="an epoch count") if args.also_train_epochs else ())
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(res.table.round(3).to_string(index=False))
     print(res.separation.text())

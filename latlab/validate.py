@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sized
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,28 @@ def positive_int(value: Any, what: str, *, low: int = 1, limit: Limit | None = M
     if limit is not None and value > limit.value:
         raise error(f"{what} = {value} is too large: {limit.hint()}")
     return int(value)
+
+
+def positive_int_list(text: str | Sequence[Any], what: str, *, item: str = "a value", example: str = "1,2,4",
+                      error: type[LatlabError] = ConfigError) -> tuple[int, ...]:
+    """Positive integers from ``"1,2,4"`` (or a sequence), each once, in the order given; anything else is a
+    one-line error naming the option and the bad ``item`` (``"a batch size"``, ``"an epoch count"``)."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    length(items, what, error=error)
+    out: list[int] = []
+    for entry in items:
+        raw = entry.strip() if isinstance(entry, str) else entry
+        try:
+            value = int(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            value = raw
+        if not _is_int(value) or value < 1:
+            raise error(f"{what} {text!r}: {raw!r} is not {item}; expected positive integers separated by "
+                        f"commas, e.g. {example}")
+        positive_int(value, what, limit=MAX_COUNT, error=error)
+        if value not in out:
+            out.append(value)
+    return tuple(out)
 
 
 def positive_float(value: Any, what: str, *, allow_zero: bool = False, limit: Limit | None = None,

@@ -305,4 +305,4 @@ def test_extra_train_budgets_get_their_own_rows(files, tmp_path):
 
 def test_also_train_epochs_rejects_bad_text(capsys):
     assert main(["fidelity", "run", "--also-train-epochs", "8,x"]) != 0
-    assert "expected positive whole numbers" in capsys.readouterr().err
+    assert "--also-train-epochs '8,x': 'x' is not an epoch count" in capsys.readouterr().err

@@ -93,3 +93,14 @@ def test_shipped_reference_is_found_by_the_studys_data():
         "reference_v2"
     assert matching_reference({"data": "builtin", "imgsz": 128}).stem == "reference_v1"
     assert matching_reference({"data": "builtin", "imgsz": 96}) is None
+
+
+def test_versioned_files_sort_by_number(tmp_path):
+    """v10 is newer than v9 and v2 (a string sort would put it between v1 and v2); other names are ignored."""
+    from latlab.search.reference import versioned_files
+
+    for name in ("reference_v1.csv", "reference_v2.csv", "reference_v9.csv", "reference_v10.csv",
+                 "reference_vx.csv", "fidelity_v3.csv"):
+        (tmp_path / name).write_text("")
+    assert [p.name for p in versioned_files(tmp_path, "reference")] == [
+        "reference_v10.csv", "reference_v9.csv", "reference_v2.csv", "reference_v1.csv"]

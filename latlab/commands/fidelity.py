@@ -32,6 +32,7 @@ from latlab.search.reference import (
     reference_table,
     train_reference,
 )
+from latlab.validate import positive_int_list
 
 console = Console()
 fidelity_app = typer.Typer(help="Rank fidelity of accuracy estimators: reference set, reference trainings, "
@@ -103,18 +104,6 @@ def reference(
         _say(data_separation(table).text())
 
 
-def _epochs_list(text: str | None) -> list[int]:
-    """``"8,16"`` → [8, 16]; anything but positive integers is a one-line error."""
-    out = []
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        if not part.strip().isdigit() or int(part) < 1:
-            raise ConfigError(f"--also-train-epochs {text!r}: expected positive whole numbers, e.g. 8 or 8,16")
-        out.append(int(part))
-    return out
-
-
 def _fmt(v: object, digits: int = 2) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)) or v is pd.NA:
         return "–"
@@ -143,7 +132,8 @@ def run(
     names = [s.strip() for s in estimators.split(",") if s.strip()] if estimators else None
     res = run_fidelity(names, reference_set=set_path, reference_results=reference_results, out_dir=out,
                        n_boot=n_boot, train_epochs=train_epochs, progress=_say,
-                       extra_train_epochs=_epochs_list(also_train_epochs),
+                       extra_train_epochs=positive_int_list(also_train_epochs, "--also-train-epochs", item="an epoch count",
+                                                            example="8,16") if also_train_epochs else (),
                        cache=cache)
     t = Table(box=box.SIMPLE_HEAD, title=f"rank fidelity on {res.meta['n_archs']} reference architectures "
               f"(95 % bootstrap CIs)", title_justify="left")

@@ -20,29 +20,14 @@ from latlab.profiling.backends import get_runner
 from latlab.profiling.compare import run_interleaved
 from latlab.profiling.layerwise import model_input, timing_backend
 from latlab.profiling.timer import DEFAULT_ESTIMATOR, check_estimator
-from latlab.validate import MAX_COUNT, MAX_MODEL_GB, length, memory_estimate, positive_int
+from latlab.validate import MAX_MODEL_GB, memory_estimate, positive_int_list
 
 DEFAULT_BATCHES = (1, 2, 4, 8)
 
 
 def parse_batches(text: str | list[int] | tuple[int, ...], what: str = "--batch") -> tuple[int, ...]:
     """Batch sizes from ``"1,2,4,8"`` (or a list): positive integers, each once, in the order given."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    length(items, what)
-    out: list[int] = []
-    for item in items:
-        raw = item.strip() if isinstance(item, str) else item
-        try:
-            value = int(raw) if isinstance(raw, str) else raw
-        except ValueError:
-            value = raw
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{what} {text!r}: {raw!r} is not a batch size; expected positive integers "
-                              "separated by commas, e.g. 1,2,4,8")
-        positive_int(value, what, limit=MAX_COUNT)
-        if value not in out:
-            out.append(value)
-    return tuple(out)
+    return positive_int_list(text, what, item="a batch size", example="1,2,4,8")
 
 
 def _check_onnx_batch(graph: OnnxGraph, batches: tuple[int, ...]) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +25,10 @@ from latlab.report.figures import COLOURS, FIG_HEIGHT, add_run_header
 from latlab.report.html import Page
 from latlab.report.loaders import Run
 from latlab.search.fidelity import CEILING, RankFidelity, ci_text, lookup, seed_columns
-from latlab.search.reference import data_identity
+from latlab.search.reference import data_identity, versioned_files
 
 FIDELITY_DIR = Path(__file__).resolve().parent.parent / "configs" / "fidelity"
 DEFAULT_ESTIMATOR = "train"
-_VERSION = re.compile(r"fidelity_v(\d+)\.csv$")
 
 
 def _fmt_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -120,10 +118,8 @@ def shipped_table(space_hash: str | None, folder: Path | None = None, choices_ha
     folder = Path(folder) if folder is not None else FIDELITY_DIR
     if not (space_hash or choices_hash) or not folder.is_dir():
         return None
-    found = sorted(((int(m.group(1)), p) for p in folder.glob("fidelity_v*.csv") if (m := _VERSION.search(p.name))),
-                   reverse=True)
     matches: list[tuple[pd.DataFrame, dict[str, Any], Path]] = []
-    for _, p in found:
+    for p in versioned_files(folder, "fidelity"):
         side = p.with_suffix(".json")
         try:
             meta = json.loads(side.read_text()) if side.is_file() else {}
@@ -164,10 +160,8 @@ def trust_text(meta: dict[str, Any], trials: pd.DataFrame | None = None, folder:
                 "measures it), so the front's accuracy order is unverified."), False
     table, side, path = found
     epochs = budget.get("epochs")
-    fid = lookup(table, f"{name}@{epochs}ep") if epochs else None
-    if fid is not None:  # the table has a row for this study's own training budget
-        name = f"{name} ({epochs} epochs per candidate)"
-    fid = fid or lookup(table, name) or lookup(table, name.partition(":")[0])
+    own_budget = lookup(table, f"{name}@{epochs}ep") if epochs else None  # the row of this study's epochs
+    fid = own_budget or lookup(table, name) or lookup(table, name.partition(":")[0])
     if fid is None:
         return (f"Accuracy estimator: {name}. Its rank fidelity is not measured yet for this space "
                 f"({path.name} has no row for it)."), False
@@ -181,7 +175,8 @@ def trust_text(meta: dict[str, Any], trials: pd.DataFrame | None = None, folder:
     weak = params is not None and name != "params" and not fid.kendall_tau > params.kendall_tau
     warn = (" It does not beat the #params baseline here: ranking candidates by parameter count would be as "
             "trustworthy." if weak else "")
-    return (f"Accuracy estimator: {name}. Kendall {fid.tau_text()} (95 % CI) against reference trainings of "
+    label = f"{name} ({epochs} epochs per candidate)" if own_budget else name
+    return (f"Accuracy estimator: {label}. Kendall {fid.tau_text()} (95 % CI) against reference trainings of "
             f"{fid.n} architectures of this space{how} ({path.name}{extra}{vs}). τ = 1 would mean the estimator "
             "orders candidates exactly as the long trainings do; read the front's accuracy differences with "
             f"that in mind.{warn}{_data_clause(meta, proto)}"), not weak

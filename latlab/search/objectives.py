@@ -43,6 +43,7 @@ from latlab.lut.predict import LatencyPredictor as TablePredictor
 from latlab.profiling.backends import get_backend
 from latlab.profiling.compare import run_interleaved
 from latlab.profiling.counter import count_model
+from latlab.validate import positive_int
 
 DEFAULT_LOCK = Path(tempfile.gettempdir()) / "latlab-timing.lock"
 
@@ -229,8 +230,8 @@ def builtin_data_kwargs(data: str | Path, preset: str | None = None, n_train: in
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise SearchError(f"{flags}: only for the built-in data (--data builtin), not --data {data}")
     for k in ("n_train", "n_val"):
-        if k in given and given[k] < 1:
-            raise SearchError(f"--{k.replace('_', '-')} {given[k]}: expected at least 1 image")
+        if k in given:
+            positive_int(given[k], "--" + k.replace("_", "-"), error=SearchError)
     if preset is not None and preset not in PRESETS:
         raise SearchError(f"--preset {preset!r}: expected one of {', '.join(sorted(PRESETS))}")
     return given

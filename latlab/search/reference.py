@@ -25,6 +25,7 @@ import csv
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -255,11 +256,18 @@ def data_identity(settings: Mapping[str, Any]) -> tuple[str, str, Any]:
     return str(settings.get("data", "builtin")), str(preset), settings.get("imgsz")
 
 
+def versioned_files(folder: Path, stem: str) -> list[Path]:
+    """The ``<stem>_v<N>.csv`` files of ``folder``, newest (highest N) first: v10 after v9, not after v1."""
+    pattern = re.compile(rf"{re.escape(stem)}_v(\d+)\.csv$")
+    found = [(int(m.group(1)), p) for p in folder.glob(f"{stem}_v*.csv") if (m := pattern.search(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
 def matching_reference(settings: Mapping[str, Any], folder: Path = FIDELITY_DIR) -> Path | None:
     """The newest shipped reference results (``reference_v*.csv``) whose protocol trains on the same data as
     ``settings`` (a study's training budget), or None."""
     want = data_identity(settings)
-    for p in sorted(folder.glob("reference_v*.csv"), key=lambda q: q.stem, reverse=True):
+    for p in versioned_files(folder, "reference"):
         proto = read_protocol(p)
         if proto is not None and data_identity(proto.to_dict()) == want:
             return p

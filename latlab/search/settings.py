@@ -25,6 +25,7 @@ from latlab.search.objective_registry import resolve
 from latlab.search.objectives import parse_latency_source
 from latlab.search.samplers import AUTO_SAMPLER, PRUNERS, SAMPLERS
 from latlab.search.storage import mask_url
+from latlab.validate import positive_float
 
 DEFAULT_BASELINES = SEED_DETECTORS
 MODES = ("constrained", "pareto")
@@ -115,8 +116,7 @@ class SearchSettings:
         if self.budget_from is not None and self.budget_from not in self.baselines:
             raise SearchError(f"--budget-from {self.budget_from!r} must be one of the baselines "
                               f"({', '.join(self.baselines) or 'none given'})")
-        if not (self.budget_scale > 0 and math.isfinite(self.budget_scale)):
-            raise SearchError(f"--budget-scale {self.budget_scale}: expected a positive fraction, e.g. 0.8")
+        positive_float(self.budget_scale, "--budget-scale", error=SearchError)
         if self.budget_scale != 1.0 and self.budget_from is None:
             raise SearchError("--budget-scale scales the --budget-from baseline's latency; give --budget-from too")
         if self.mode == "constrained" and self.latency_budget_ms is None and self.budget_from is None:
